@@ -1,0 +1,622 @@
+"""``EmbeddedStore``: the default backend, one SQLite file in WAL mode, no server.
+
+Why SQLite: a single file, crash-safe transactions (a killed process leaves the
+last committed batch intact), many concurrent readers beside one writer (WAL), and
+upserts, JSON merge and cascading deletes done in C rather than Python.
+
+Layout:
+
+* ``vertices(id, label, props, ts)``: ``props`` is a JSON object; datetimes are
+  stored as ``{"$dt": "<UTC ISO-8601>"}`` so they round-trip as datetimes, and a
+  vertex's ``ts`` property is mirrored into the ``ts`` column (fixed-width UTC text,
+  which sorts chronologically) for timelines. Labels are id prefixes, so a label
+  scan is a primary-key range scan and needs no index of its own.
+* ``edges(src, label, dst, props)`` keyed by ``(src, label, dst)`` with an index on
+  ``(dst, label, src)``; foreign keys to ``vertices`` cascade deletes and refuse
+  edges whose endpoints are missing.
+* ``changes(seq, kind, element, label, id)``: the change feed, written by triggers
+  in the same transaction as the change itself, so it can never disagree with the
+  data. Upserts only touch rows whose merged JSON differs, which is what makes a
+  re-upsert of identical data write nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from graph.errors import GraphError, GraphUnavailable, InvalidInput, UnknownVertex
+from graph.model import ID_PREFIX, EdgeLabel, PropertyValue, VertexLabel, edge_id
+from graph.store import (
+    Change,
+    ChangeBatch,
+    ChangeKind,
+    Direction,
+    Edge,
+    GraphStore,
+    Neighbour,
+    UpsertResult,
+    Vertex,
+)
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS vertices (
+    id    TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    props TEXT NOT NULL,
+    ts    TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS edges (
+    src   TEXT NOT NULL REFERENCES vertices(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    dst   TEXT NOT NULL REFERENCES vertices(id) ON DELETE CASCADE,
+    props TEXT NOT NULL,
+    PRIMARY KEY (src, label, dst)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS edges_in ON edges(dst, label, src);
+CREATE TABLE IF NOT EXISTS changes (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind    TEXT NOT NULL,
+    element TEXT NOT NULL,
+    label   TEXT NOT NULL,
+    id      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS vertices_created AFTER INSERT ON vertices BEGIN
+    INSERT INTO changes(kind, element, label, id) VALUES ('created', 'vertex', NEW.label, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS vertices_updated AFTER UPDATE ON vertices BEGIN
+    INSERT INTO changes(kind, element, label, id) VALUES ('updated', 'vertex', NEW.label, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS vertices_deleted AFTER DELETE ON vertices BEGIN
+    INSERT INTO changes(kind, element, label, id) VALUES ('deleted', 'vertex', OLD.label, OLD.id);
+END;
+CREATE TRIGGER IF NOT EXISTS edges_created AFTER INSERT ON edges BEGIN
+    INSERT INTO changes(kind, element, label, id)
+    VALUES ('created', 'edge', NEW.label, NEW.label || ':' || NEW.src || '>' || NEW.dst);
+END;
+CREATE TRIGGER IF NOT EXISTS edges_updated AFTER UPDATE ON edges BEGIN
+    INSERT INTO changes(kind, element, label, id)
+    VALUES ('updated', 'edge', NEW.label, NEW.label || ':' || NEW.src || '>' || NEW.dst);
+END;
+CREATE TRIGGER IF NOT EXISTS edges_deleted AFTER DELETE ON edges BEGIN
+    INSERT INTO changes(kind, element, label, id)
+    VALUES ('deleted', 'edge', OLD.label, OLD.label || ':' || OLD.src || '>' || OLD.dst);
+END;
+"""
+SCHEMA_VERSION: Final = "1"
+
+# ?1 id, ?2 label, ?3 props JSON (None values mean "remove"), ?4 ts text, ?5 "ts removed".
+# json_patch('{}', ?3) drops the None keys on insert; on conflict the patch merges.
+_UPSERT_VERTEX: Final = """
+INSERT INTO vertices(id, label, props, ts) VALUES (?1, ?2, json_patch('{}', ?3), ?4)
+ON CONFLICT(id) DO UPDATE SET
+    props = json_patch(vertices.props, ?3),
+    ts = CASE WHEN ?5 THEN NULL WHEN ?4 IS NOT NULL THEN ?4 ELSE vertices.ts END
+WHERE json_patch(vertices.props, ?3) IS NOT vertices.props
+"""
+_UPSERT_EDGE: Final = """
+INSERT INTO edges(src, label, dst, props) VALUES (?1, ?2, ?3, json_patch('{}', ?4))
+ON CONFLICT(src, label, dst) DO UPDATE SET props = json_patch(edges.props, ?4)
+WHERE json_patch(edges.props, ?4) IS NOT edges.props
+"""
+_SQL_CHUNK: Final = 500
+"""Ids per ``IN (...)`` list; well under SQLite's bound-parameter limit."""
+_DATETIME_TAG: Final = "$dt"
+
+
+def _encode_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return {_DATETIME_TAG: _utc_text(value)}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _utc_text(value: datetime) -> str:
+    """Fixed-width UTC ISO-8601, so text order is time order."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), default=_encode_default, allow_nan=False)
+
+
+def _encode(properties: dict[str, PropertyValue | None]) -> str:
+    return _encoder.encode(properties)
+
+
+def _decode_object(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _DATETIME_TAG in obj:
+        return datetime.fromisoformat(obj[_DATETIME_TAG])
+    return obj
+
+
+def _decode(text: str) -> dict[str, PropertyValue]:
+    decoded: dict[str, PropertyValue] = json.loads(text, object_hook=_decode_object)
+    return decoded
+
+
+def _label_range(label: VertexLabel) -> tuple[str, str]:
+    """Id bounds ``[low, high)`` of one label: its prefix with the last char bumped."""
+    prefix = ID_PREFIX[label]
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _SQL_CHUNK):
+        yield items[start : start + _SQL_CHUNK]
+
+
+class EmbeddedStore(GraphStore):
+    """The default graph store: one SQLite file, one writer, many concurrent readers.
+
+    ``durability="normal"`` survives a killed process (the WAL is synced at
+    checkpoints); ``"full"`` also survives a power cut, at some write speed.
+    Safe to share between threads: writes are serialised on one connection and
+    each reading thread gets its own connection.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        durability: Literal["normal", "full"] = "normal",
+        busy_timeout_ms: int = 30_000,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise InvalidInput(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.path = Path(path)
+        self._durability = durability
+        self._busy_timeout_ms = busy_timeout_ms
+        self._closed = False
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise GraphUnavailable(f"cannot create folder for store {self.path}: {error}") from error
+        self._writer = self._connect()
+        with self._translate("create schema"):
+            self._writer.executescript(_SCHEMA)
+            self._writer.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
+            )
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({str(self.path)!r})"
+
+    # --- connections ------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self._durability.upper()}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA cache_size = -65536")
+            connection.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as error:
+            raise GraphUnavailable(f"cannot open embedded store {self.path}: {error}") from error
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise GraphUnavailable(f"embedded store {self.path} is closed")
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            message = str(error)
+            if "locked" in message or "busy" in message:
+                raise GraphUnavailable(f"{action}: store {self.path} is locked: {message}") from error
+            raise GraphError(f"{action} failed in {self.path}: {message}") from error
+        except sqlite3.DatabaseError as error:
+            raise GraphError(f"{action} failed in {self.path}: {error}") from error
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One atomic write batch: everything commits, or nothing does."""
+        if self._closed:
+            raise GraphUnavailable(f"embedded store {self.path} is closed")
+        with self._write_lock:
+            connection = self._writer
+            with self._translate(action):
+                connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            with self._translate(action):
+                connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection; the WAL is checkpointed into the main file."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+    # --- writes -------------------------------------------------------------------
+
+    def _last_seq(self, connection: sqlite3.Connection) -> int:
+        row = connection.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+        return int(row[0])
+
+    def _batch_result(self, connection: sqlite3.Connection, before: int, size: int) -> UpsertResult:
+        row = connection.execute(
+            "SELECT count(DISTINCT CASE WHEN kind = 'created' THEN id END),"
+            " count(DISTINCT CASE WHEN kind = 'updated' THEN id END)"
+            " - count(DISTINCT CASE WHEN kind = 'updated' AND id IN ("
+            "     SELECT id FROM changes WHERE seq > ?1 AND kind = 'created') THEN id END)"
+            " FROM changes WHERE seq > ?1",
+            (before,),
+        ).fetchone()
+        created, updated = int(row[0]), int(row[1])
+        return UpsertResult(created=created, updated=updated, unchanged=size - created - updated)
+
+    def _upsert_vertices(
+        self, label: VertexLabel, batch: list[tuple[str, dict[str, PropertyValue | None]]]
+    ) -> UpsertResult:
+        rows = []
+        for vertex_id, properties in batch:
+            ts = properties.get("ts")
+            rows.append(
+                (
+                    vertex_id,
+                    label.value,
+                    _encode(properties),
+                    _utc_text(ts) if isinstance(ts, datetime) else None,
+                    "ts" in properties and ts is None,
+                )
+            )
+        with self._transaction(f"upsert of {len(rows)} {label} vertices") as connection:
+            before = self._last_seq(connection)
+            connection.executemany(_UPSERT_VERTEX, rows)
+            return self._batch_result(connection, before, len(rows))
+
+    def _upsert_edges(
+        self, label: EdgeLabel, batch: list[tuple[str, str, dict[str, PropertyValue | None]]]
+    ) -> UpsertResult:
+        rows = [(source, label.value, target, _encode(props)) for source, target, props in batch]
+        action = f"upsert of {len(rows)} {label} edges"
+        with self._transaction(action) as connection:
+            before = self._last_seq(connection)
+            try:
+                connection.executemany(_UPSERT_EDGE, rows)
+            except sqlite3.IntegrityError as error:
+                raise self._missing_endpoints(connection, label, batch) from error
+            return self._batch_result(connection, before, len(rows))
+
+    def _missing_endpoints(
+        self,
+        connection: sqlite3.Connection,
+        label: EdgeLabel,
+        batch: list[tuple[str, str, dict[str, PropertyValue | None]]],
+    ) -> UnknownVertex:
+        endpoints = list(dict.fromkeys(vid for s, t, _ in batch for vid in (s, t)))
+        present = self._existing_ids(connection, endpoints)
+        for index, (source, target, _) in enumerate(batch):
+            for vertex_id in (source, target):
+                if vertex_id not in present:
+                    return UnknownVertex(
+                        f"{label} edge {index} points at vertex {vertex_id!r}, which is not "
+                        "in the graph; upsert the vertices before the edges",
+                        details={"index": index, "id": vertex_id},
+                    )
+        return UnknownVertex(f"{label} edges point at vertices that are not in the graph")
+
+    def _existing_ids(self, connection: sqlite3.Connection, ids: list[str]) -> set[str]:
+        present: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            present.update(
+                row[0]
+                for row in connection.execute(f"SELECT id FROM vertices WHERE id IN ({marks})", chunk)
+            )
+        return present
+
+    def _delete_vertices(self, ids: list[str]) -> int:
+        deleted = 0
+        with self._transaction(f"delete of {len(ids)} vertices") as connection:
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                cursor = connection.execute(f"DELETE FROM vertices WHERE id IN ({marks})", chunk)
+                deleted += cursor.rowcount
+        return deleted
+
+    def _delete_edges(self, label: EdgeLabel, pairs: list[tuple[str, str]]) -> int:
+        with self._transaction(f"delete of {len(pairs)} {label} edges") as connection:
+            before = self._last_seq(connection)
+            connection.executemany(
+                "DELETE FROM edges WHERE src = ? AND label = ? AND dst = ?",
+                [(source, label.value, target) for source, target in pairs],
+            )
+            row = connection.execute(
+                "SELECT count(*) FROM changes WHERE seq > ? AND kind = 'deleted'", (before,)
+            ).fetchone()
+            return int(row[0])
+
+    # --- reads ----------------------------------------------------------------------
+
+    def _get_vertices(self, ids: list[str]) -> list[Vertex]:
+        found: list[Vertex] = []
+        with self._translate("vertex lookup"):
+            connection = self._reader()
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                found.extend(
+                    Vertex(row[0], row[1], _decode(row[2]))
+                    for row in connection.execute(
+                        f"SELECT id, label, props FROM vertices WHERE id IN ({marks})", chunk
+                    )
+                )
+        return found
+
+    def _get_edge(self, label: EdgeLabel, source: str, target: str) -> Edge | None:
+        with self._translate("edge lookup"):
+            row = (
+                self._reader()
+                .execute(
+                    "SELECT props FROM edges WHERE src = ? AND label = ? AND dst = ?",
+                    (source, label.value, target),
+                )
+                .fetchone()
+            )
+        return Edge(label.value, source, target, _decode(row[0])) if row else None
+
+    def _find_vertices(
+        self, label: VertexLabel, where: dict[str, PropertyValue | None], limit: int
+    ) -> list[Vertex]:
+        low, high = _label_range(label)
+        clauses = ["id >= ? AND id < ?"]
+        params: list[Any] = [low, high]
+        for key, value in where.items():
+            if value is None:
+                clauses.append(f"json_type(props, '$.{key}') IS NULL")
+            elif isinstance(value, datetime):
+                clauses.append(f"json_extract(props, '$.{key}.\"{_DATETIME_TAG}\"') = ?")
+                params.append(_utc_text(value))
+            else:
+                # json_extract returns SQL integers for JSON true/false.
+                clauses.append(f"json_extract(props, '$.{key}') = ?")
+                params.append(int(value) if isinstance(value, bool) else value)
+                if isinstance(value, bool):
+                    clauses.append(f"json_type(props, '$.{key}') IN ('true', 'false')")
+        params.append(limit)
+        sql = f"SELECT id, label, props FROM vertices WHERE {' AND '.join(clauses)} LIMIT ?"
+        with self._translate(f"{label} lookup"):
+            rows = self._reader().execute(sql, params).fetchall()
+        return [Vertex(row[0], row[1], _decode(row[2])) for row in rows]
+
+    def _neighbours(
+        self,
+        vertex_id: str,
+        direction: Direction,
+        labels: list[EdgeLabel] | None,
+        limit: int | None,
+    ) -> list[Neighbour]:
+        label_filter = ""
+        label_params: list[str] = []
+        if labels:
+            label_filter = f" AND e.label IN ({','.join('?' * len(labels))})"
+            label_params = [label.value for label in labels]
+        parts: list[str] = []
+        params: list[Any] = []
+        if direction in ("out", "both"):
+            parts.append(
+                "SELECT e.label, e.src, e.dst, e.props, v.id, v.label, v.props FROM edges e"
+                f" JOIN vertices v ON v.id = e.dst WHERE e.src = ?{label_filter}"
+            )
+            params += [vertex_id, *label_params]
+        if direction in ("in", "both"):
+            parts.append(
+                "SELECT e.label, e.src, e.dst, e.props, v.id, v.label, v.props FROM edges e"
+                f" JOIN vertices v ON v.id = e.src WHERE e.dst = ?{label_filter}"
+            )
+            params += [vertex_id, *label_params]
+        sql = " UNION ALL ".join(parts)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._translate("neighbour lookup"):
+            rows = self._reader().execute(sql, params).fetchall()
+        return [
+            Neighbour(
+                Edge(row[0], row[1], row[2], _decode(row[3])),
+                Vertex(row[4], row[5], _decode(row[6])),
+            )
+            for row in rows
+        ]
+
+    def _timeline(
+        self,
+        customer: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int | None,
+    ) -> list[Vertex]:
+        sql = (
+            "SELECT v.id, v.label, v.props FROM edges e JOIN vertices v ON v.id = e.dst"
+            " WHERE e.src = ? AND e.label = 'PERFORMED'"
+        )
+        params: list[Any] = [customer]
+        if start is not None:
+            sql += " AND v.ts >= ?"
+            params.append(_utc_text(start))
+        if end is not None:
+            sql += " AND v.ts < ?"
+            params.append(_utc_text(end))
+        sql += " ORDER BY v.ts, v.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._translate("timeline"):
+            rows = self._reader().execute(sql, params).fetchall()
+        return [Vertex(row[0], row[1], _decode(row[2])) for row in rows]
+
+    def _count_vertices(self, label: VertexLabel | None) -> int:
+        with self._translate("count"):
+            if label is None:
+                row = self._reader().execute("SELECT count(*) FROM vertices").fetchone()
+            else:
+                row = (
+                    self._reader()
+                    .execute(
+                        "SELECT count(*) FROM vertices WHERE id >= ? AND id < ?",
+                        _label_range(label),
+                    )
+                    .fetchone()
+                )
+        return int(row[0])
+
+    def _count_edges(self, label: EdgeLabel | None) -> int:
+        with self._translate("count"):
+            if label is None:
+                row = self._reader().execute("SELECT count(*) FROM edges").fetchone()
+            else:
+                row = (
+                    self._reader()
+                    .execute("SELECT count(*) FROM edges WHERE label = ?", (label.value,))
+                    .fetchone()
+                )
+        return int(row[0])
+
+    def _changes(self, since: int, limit: int) -> ChangeBatch:
+        with self._translate("change feed"):
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT seq, kind, element, label, id FROM changes WHERE seq > ?"
+                    " ORDER BY seq LIMIT ?",
+                    (since, limit),
+                )
+                .fetchall()
+            )
+        changes = [Change(row[0], ChangeKind(row[1]), row[2], row[3], row[4]) for row in rows]
+        return ChangeBatch(changes, changes[-1].cursor if changes else since)
+
+    def _export_vertices(self, label: VertexLabel) -> pa.Table:
+        with self._translate(f"export of {label}"):
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT id, props FROM vertices WHERE id >= ? AND id < ? ORDER BY id",
+                    _label_range(label),
+                )
+                .fetchall()
+            )
+        ids = pa.array([row[0] for row in rows], pa.string())
+        properties = _properties_table([row[1] for row in rows])
+        return _prepend(properties, [("id", ids)])
+
+    def _export_edges(self, label: EdgeLabel) -> pa.Table:
+        with self._translate(f"export of {label}"):
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT src, dst, props FROM edges WHERE label = ? ORDER BY src, dst",
+                    (label.value,),
+                )
+                .fetchall()
+            )
+        sources = pa.array([row[0] for row in rows], pa.string())
+        targets = pa.array([row[1] for row in rows], pa.string())
+        properties = _properties_table([row[2] for row in rows])
+        return _prepend(properties, [("source", sources), ("target", targets)])
+
+    def _ping(self) -> None:
+        with self._translate("ping"):
+            self._reader().execute("SELECT 1").fetchone()
+
+    # --- maintenance ------------------------------------------------------------------
+
+    def compact_changes(self, before: int) -> int:
+        """Drop change-feed entries up to cursor ``before`` (all consumers are past it)."""
+        with self._transaction("change feed compaction") as connection:
+            return connection.execute("DELETE FROM changes WHERE seq <= ?", (before,)).rowcount
+
+    def edge_ids(self, label: EdgeLabel) -> Iterator[str]:
+        """Ids of every edge of one label (streamed; for consistency checks)."""
+        with self._translate(f"scan of {label}"):
+            for source, target in self._reader().execute(
+                "SELECT src, dst FROM edges WHERE label = ?", (label.value,)
+            ):
+                yield edge_id(label, source, target)
+
+
+def _prepend(table: pa.Table, columns: list[tuple[str, pa.Array]]) -> pa.Table:
+    for position, (name, column) in enumerate(columns):
+        if name in table.column_names:
+            table = table.drop_columns([name])
+        table = table.add_column(position, name, column)
+    return table
+
+
+def _properties_table(texts: list[str]) -> pa.Table:
+    """Property JSON objects as columns: Arrow's JSON reader in C, Python as fallback.
+
+    The fast path fails when one property holds different types on different
+    vertices; then each column is built on its own and mixed ones become text.
+    """
+    if not texts:
+        return pa.table({})
+    try:
+        table = pa_json.read_json(
+            pa.py_buffer("\n".join(texts).encode()),
+            read_options=pa_json.ReadOptions(block_size=1 << 26),
+        )
+        return pa.table({name: _datetime_column(table[name]) for name in table.column_names})
+    except pa.ArrowInvalid:
+        return _properties_table_slow(texts)
+
+
+def _datetime_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_struct(column.type) and [f.name for f in column.type] == [_DATETIME_TAG]:
+        text = column.combine_chunks().field(_DATETIME_TAG)
+        parsed = pc.strptime(
+            pc.utf8_slice_codeunits(text, 0, 26), "%Y-%m-%dT%H:%M:%S.%f", "us"
+        )
+        return pa.chunked_array([parsed.cast(pa.timestamp("us", tz="UTC"))])
+    return column
+
+
+def _properties_table_slow(texts: list[str]) -> pa.Table:
+    decoded = [_decode(text) for text in texts]
+    names = list(dict.fromkeys(key for item in decoded for key in item))
+    columns: dict[str, pa.Array] = {}
+    for name in names:
+        values = [item.get(name) for item in decoded]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array(
+                [None if value is None else str(value) for value in values], pa.string()
+            )
+    return pa.table(columns)

@@ -1,0 +1,240 @@
+"""The property-graph data model: labels, their ids, properties and edge endpoints.
+
+Ids are deterministic strings with a prefix per label (``tp:<event_id>``,
+``id:msisdn:+447700900123``), so re-ingesting the same input writes the same
+elements and changes nothing. This module is the single place that knows the
+shape of the graph; both backends validate against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+from graph.errors import MalformedId, UnknownLabel, UnsupportedProperty
+
+PropertyValue = str | int | float | bool | datetime
+"""The value types a vertex or edge property may hold (datetimes must be tz-aware)."""
+
+
+class VertexLabel(StrEnum):
+    """Vertex labels of the journey graph."""
+
+    CUSTOMER = "Customer"
+    IDENTIFIER = "Identifier"
+    TOUCHPOINT = "Touchpoint"
+    MILESTONE = "Milestone"
+    OFFER = "Offer"
+    CELL = "Cell"
+    DEVICE = "Device"
+
+
+class EdgeLabel(StrEnum):
+    """Edge labels of the journey graph."""
+
+    HAS_IDENTIFIER = "HAS_IDENTIFIER"
+    PERFORMED = "PERFORMED"
+    NEXT = "NEXT"
+    REACHED = "REACHED"
+    EVIDENCED_BY = "EVIDENCED_BY"
+    ABOUT = "ABOUT"
+    AT_CELL = "AT_CELL"
+    USES = "USES"
+
+
+class IdentifierKind(StrEnum):
+    """Kinds of identifier a source system may know a subscriber by."""
+
+    MSISDN = "msisdn"
+    EMAIL = "email"
+    ACCOUNT = "account"
+    IMEI = "imei"
+    COOKIE = "cookie"
+    NATIONAL_ID_HASH = "national_id_hash"
+
+
+ID_PREFIX: Final[dict[VertexLabel, str]] = {
+    VertexLabel.CUSTOMER: "cust:",
+    VertexLabel.IDENTIFIER: "id:",
+    VertexLabel.TOUCHPOINT: "tp:",
+    VertexLabel.MILESTONE: "ms:",
+    VertexLabel.OFFER: "offer:",
+    VertexLabel.CELL: "cell:",
+    VertexLabel.DEVICE: "dev:",
+}
+"""Every vertex id starts with the prefix of its label."""
+
+
+@dataclass(frozen=True)
+class EdgeType:
+    """Which vertex labels an edge label connects."""
+
+    label: EdgeLabel
+    source: VertexLabel
+    target: VertexLabel
+
+
+EDGE_TYPES: Final[dict[EdgeLabel, EdgeType]] = {
+    edge.label: edge
+    for edge in (
+        EdgeType(EdgeLabel.HAS_IDENTIFIER, VertexLabel.CUSTOMER, VertexLabel.IDENTIFIER),
+        EdgeType(EdgeLabel.PERFORMED, VertexLabel.CUSTOMER, VertexLabel.TOUCHPOINT),
+        EdgeType(EdgeLabel.NEXT, VertexLabel.TOUCHPOINT, VertexLabel.TOUCHPOINT),
+        EdgeType(EdgeLabel.REACHED, VertexLabel.CUSTOMER, VertexLabel.MILESTONE),
+        EdgeType(EdgeLabel.EVIDENCED_BY, VertexLabel.MILESTONE, VertexLabel.TOUCHPOINT),
+        EdgeType(EdgeLabel.ABOUT, VertexLabel.TOUCHPOINT, VertexLabel.OFFER),
+        EdgeType(EdgeLabel.AT_CELL, VertexLabel.TOUCHPOINT, VertexLabel.CELL),
+        EdgeType(EdgeLabel.USES, VertexLabel.CUSTOMER, VertexLabel.DEVICE),
+    )
+}
+
+MAX_ID_LENGTH: Final = 512
+MAX_STRING_LENGTH: Final = 65_536
+_PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+RESERVED_KEYS: Final = frozenset({"id", "uid", "label", "T", "_seq"})
+"""Keys the backends use for bookkeeping; callers may not set them."""
+
+
+def vertex_label(value: str) -> VertexLabel:
+    """Parse a vertex label, raising ``UnknownLabel`` with the known labels."""
+    try:
+        return VertexLabel(value)
+    except ValueError:
+        known = ", ".join(label.value for label in VertexLabel)
+        raise UnknownLabel(f"unknown vertex label {value!r}; known labels: {known}") from None
+
+
+def edge_label(value: str) -> EdgeLabel:
+    """Parse an edge label, raising ``UnknownLabel`` with the known labels."""
+    try:
+        return EdgeLabel(value)
+    except ValueError:
+        known = ", ".join(label.value for label in EdgeLabel)
+        raise UnknownLabel(f"unknown edge label {value!r}; known labels: {known}") from None
+
+
+def label_of(vertex_id: str) -> VertexLabel:
+    """The vertex label an id belongs to, read from its prefix."""
+    for label, prefix in ID_PREFIX.items():
+        if vertex_id.startswith(prefix):
+            return label
+    raise MalformedId(
+        f"vertex id {vertex_id[:80]!r} has no known label prefix",
+        details={"prefixes": sorted(ID_PREFIX.values())},
+    )
+
+
+def check_vertex_id(label: VertexLabel, vertex_id: object) -> str:
+    """Validate a vertex id for ``label`` and return it."""
+    if not isinstance(vertex_id, str):
+        raise MalformedId(f"{label} id must be a string, got {type(vertex_id).__name__}")
+    prefix = ID_PREFIX[label]
+    if len(vertex_id) > MAX_ID_LENGTH:
+        raise MalformedId(
+            f"{label} id is {len(vertex_id)} characters long; the limit is {MAX_ID_LENGTH}",
+            details={"id": vertex_id[:80] + "..."},
+        )
+    if not vertex_id.startswith(prefix) or len(vertex_id) == len(prefix):
+        raise MalformedId(
+            f"{label} id {vertex_id!r} must start with {prefix!r} followed by a key",
+        )
+    if _CONTROL.search(vertex_id) or vertex_id != vertex_id.strip():
+        raise MalformedId(f"{label} id {vertex_id!r} has control characters or edge whitespace")
+    return vertex_id
+
+
+def check_properties(owner: str, properties: object) -> dict[str, PropertyValue | None]:
+    """Validate property keys and value types; ``None`` values mean "remove"."""
+    if not isinstance(properties, dict):
+        raise UnsupportedProperty(
+            f"properties of {owner} must be a mapping, got {type(properties).__name__}"
+        )
+    checked: dict[str, PropertyValue | None] = {}
+    for key, value in properties.items():
+        if not isinstance(key, str) or not _PROPERTY_KEY.match(key) or key in RESERVED_KEYS:
+            raise UnsupportedProperty(
+                f"property key {key!r} of {owner} is not allowed: keys are 1-64 letters, "
+                f"digits or underscores, not starting with a digit, and not one of "
+                f"{sorted(RESERVED_KEYS)}"
+            )
+        if value is None or isinstance(value, (bool, int, float)):
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+                raise UnsupportedProperty(f"property {key!r} of {owner}: integer out of 64-bit range")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UnsupportedProperty(
+                    f"property {key!r} of {owner} is {value}; only finite numbers are storable"
+                )
+        elif isinstance(value, str):
+            if len(value) > MAX_STRING_LENGTH:
+                raise UnsupportedProperty(
+                    f"property {key!r} of {owner} is {len(value)} characters long; "
+                    f"the limit is {MAX_STRING_LENGTH}"
+                )
+        elif isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise UnsupportedProperty(
+                    f"property {key!r} of {owner} is a naive datetime; give a timezone"
+                )
+        else:
+            raise UnsupportedProperty(
+                f"property {key!r} of {owner} has unsupported type {type(value).__name__}; "
+                "use str, int, float, bool or a timezone-aware datetime"
+            )
+        checked[key] = value
+    return checked
+
+
+def edge_id(label: EdgeLabel | str, source: str, target: str) -> str:
+    """The deterministic id of the one ``label`` edge from ``source`` to ``target``."""
+    return f"{label}:{source}>{target}"
+
+
+def _key(*parts: str) -> str:
+    return ":".join(parts)
+
+
+def customer_id(key: str) -> str:
+    """Id of the Customer vertex for a resolved person key."""
+    return "cust:" + key
+
+
+def identifier_id(kind: IdentifierKind | str, normalised_value: str) -> str:
+    """Id of an Identifier vertex: ``id:<kind>:<normalised value>``."""
+    return _key("id", str(kind), normalised_value)
+
+
+def touchpoint_id(event_id: str) -> str:
+    """Id of a Touchpoint vertex: ``tp:<event_id>``."""
+    return "tp:" + event_id
+
+
+def milestone_id(name: str) -> str:
+    """Id of a Milestone vertex: ``ms:<name>``."""
+    return "ms:" + name
+
+
+def offer_id(offer_key: str) -> str:
+    """Id of an Offer vertex: ``offer:<offer id>``."""
+    return "offer:" + offer_key
+
+
+def cell_id(cell_key: str) -> str:
+    """Id of a Cell vertex: ``cell:<cell id>``."""
+    return "cell:" + cell_key
+
+
+def device_id(imei: str) -> str:
+    """Id of a Device vertex: ``dev:<imei>``."""
+    return "dev:" + imei
+
+
+def derived_event_id(source: str, source_record_id: str) -> str:
+    """A stable event id for sources that give none: a hash of source and record id."""
+    digest = hashlib.blake2b(f"{source}\x1f{source_record_id}".encode(), digest_size=12)
+    return f"{source}-{digest.hexdigest()}"

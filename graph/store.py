@@ -1,0 +1,385 @@
+"""``GraphStore``: the one interface every graph backend implements.
+
+Public methods validate their input against the data model (``graph.model``) and
+translate backend failures into the error tree (``graph.errors``); backends only
+implement the ``_hooks``. Analyzers, resolvers and trainers take a store, never a
+URL, so the embedded default and a Gremlin server are a switch in settings.
+
+Semantics every backend keeps (the contract tests in ``tests/contract`` check them):
+
+* ``upsert_*`` are idempotent and merge properties: a re-upsert overwrites the
+  keys it names, keeps the others, and a ``None`` value removes a key. Re-upserting
+  identical data reports every element as unchanged and writes nothing.
+* One call is one batch: if any element of it is invalid or the backend fails,
+  the store is left as it was before the call.
+* Edges are identified by ``(label, source, target)``: there is at most one edge
+  of a label between two vertices, with id ``edge_id(label, source, target)``.
+* Datetimes come back timezone-aware in UTC.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Literal, Self
+
+import pandas as pd
+import pyarrow as pa
+
+from graph.errors import InvalidInput, UnknownCustomer
+from graph.model import (
+    EDGE_TYPES,
+    EdgeLabel,
+    PropertyValue,
+    VertexLabel,
+    check_properties,
+    check_vertex_id,
+    edge_id,
+    edge_label,
+    vertex_label,
+)
+
+Properties = Mapping[str, PropertyValue | None]
+VertexRecord = tuple[str, Properties]
+"""``(vertex id, properties)`` as given to ``upsert_vertices``."""
+EdgeRecord = tuple[str, str, Properties]
+"""``(source id, target id, properties)`` as given to ``upsert_edges``."""
+Direction = Literal["out", "in", "both"]
+
+
+@dataclass(frozen=True)
+class Vertex:
+    """A vertex as read back from a store."""
+
+    id: str
+    label: str
+    properties: dict[str, PropertyValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An edge as read back from a store."""
+
+    label: str
+    source: str
+    target: str
+    properties: dict[str, PropertyValue] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The deterministic edge id, ``LABEL:source>target``."""
+        return edge_id(self.label, self.source, self.target)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One step from a vertex: the edge taken and the vertex at its other end."""
+
+    edge: Edge
+    vertex: Vertex
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What one upsert batch did."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def written(self) -> int:
+        """Elements created or updated."""
+        return self.created + self.updated
+
+
+class ChangeKind(StrEnum):
+    """What happened to an element in the change feed."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed."""
+
+    cursor: int
+    kind: ChangeKind
+    element: Literal["vertex", "edge"]
+    label: str
+    id: str
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes after a cursor, and the cursor to pass next time."""
+
+    changes: list[Change]
+    cursor: int
+
+
+def _records(records: Iterable[object]) -> list[object]:
+    if isinstance(records, (str, bytes, Mapping)):
+        raise InvalidInput("records must be a sequence of tuples, not a single string or mapping")
+    return list(records)
+
+
+class GraphStore(abc.ABC):
+    """A property-graph store holding the journeygraph data model.
+
+    Use it as a context manager, or call ``close()``.
+    """
+
+    # --- writes ---------------------------------------------------------------
+
+    def upsert_vertices(self, label: str, records: Iterable[VertexRecord]) -> UpsertResult:
+        """Create or merge vertices of one label in one atomic batch."""
+        parsed_label = vertex_label(label)
+        batch: list[tuple[str, dict[str, PropertyValue | None]]] = []
+        for index, record in enumerate(_records(records)):
+            try:
+                vertex_id, properties = record  # type: ignore[misc]
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    f"vertex record {index} must be an (id, properties) pair",
+                    details={"index": index},
+                ) from None
+            try:
+                check_vertex_id(parsed_label, vertex_id)
+                checked = check_properties(f"{label} {vertex_id!r}", properties)
+            except InvalidInput as error:
+                error.details.setdefault("index", index)
+                raise
+            batch.append((vertex_id, checked))
+        if not batch:
+            return UpsertResult()
+        return self._upsert_vertices(parsed_label, batch)
+
+    def upsert_edges(self, label: str, records: Iterable[EdgeRecord]) -> UpsertResult:
+        """Create or merge edges of one label in one atomic batch.
+
+        Both endpoints must exist already (``UnknownVertex`` otherwise) and have the
+        labels the data model allows for this edge label.
+        """
+        parsed_label = edge_label(label)
+        edge_type = EDGE_TYPES[parsed_label]
+        batch: list[tuple[str, str, dict[str, PropertyValue | None]]] = []
+        for index, record in enumerate(_records(records)):
+            try:
+                source, target, properties = record  # type: ignore[misc]
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    f"edge record {index} must be a (source, target, properties) triple",
+                    details={"index": index},
+                ) from None
+            try:
+                check_vertex_id(edge_type.source, source)
+                check_vertex_id(edge_type.target, target)
+                checked = check_properties(f"{label} {source!r}>{target!r}", properties)
+            except InvalidInput as error:
+                error.details.setdefault("index", index)
+                raise
+            batch.append((source, target, checked))
+        if not batch:
+            return UpsertResult()
+        return self._upsert_edges(parsed_label, batch)
+
+    def delete_vertices(self, ids: Iterable[str]) -> int:
+        """Delete vertices and every edge touching them; returns vertices deleted."""
+        wanted = [i for i in _records(ids) if isinstance(i, str)]
+        return self._delete_vertices(wanted) if wanted else 0
+
+    def delete_edges(self, label: str, pairs: Iterable[tuple[str, str]]) -> int:
+        """Delete edges of one label given as ``(source, target)`` pairs."""
+        parsed_label = edge_label(label)
+        wanted = [(str(s), str(t)) for s, t in _records(pairs)]  # type: ignore[misc]
+        return self._delete_edges(parsed_label, wanted) if wanted else 0
+
+    # --- reads ----------------------------------------------------------------
+
+    def get_vertex(self, vertex_id: str) -> Vertex | None:
+        """The vertex with this id, or ``None``."""
+        found = self._get_vertices([vertex_id])
+        return found[0] if found else None
+
+    def get_vertices(self, ids: Sequence[str]) -> list[Vertex]:
+        """The vertices with these ids that exist, in the order asked for."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        by_id = {v.id: v for v in self._get_vertices(wanted)}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def get_edge(self, label: str, source: str, target: str) -> Edge | None:
+        """The ``label`` edge from ``source`` to ``target``, or ``None``."""
+        return self._get_edge(edge_label(label), source, target)
+
+    def find_vertices(
+        self, label: str, where: Properties | None = None, limit: int = 1000
+    ) -> list[Vertex]:
+        """Vertices of one label whose properties equal every ``where`` item.
+
+        Meant for lookups by a handful of properties; scans without an index on
+        large labels, so prefer ``get_vertices`` with a deterministic id.
+        """
+        parsed_label = vertex_label(label)
+        conditions = check_properties(f"{label} filter", dict(where or {}))
+        if limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self._find_vertices(parsed_label, conditions, limit)
+
+    def neighbours(
+        self,
+        vertex_id: str,
+        direction: Direction = "both",
+        edge_labels: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Neighbour]:
+        """Edges touching a vertex and the vertices at their other ends."""
+        if direction not in ("out", "in", "both"):
+            raise InvalidInput(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+        labels = [edge_label(label) for label in edge_labels] if edge_labels else None
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self._neighbours(vertex_id, direction, labels, limit)
+
+    def timeline(
+        self,
+        customer: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Vertex]:
+        """One customer's touchpoints ordered by ``(ts, event id)``, ``start <= ts < end``.
+
+        Raises ``UnknownCustomer`` when the customer is not in the graph.
+        """
+        check_vertex_id(VertexLabel.CUSTOMER, customer)
+        for name, bound in (("start", start), ("end", end)):
+            if bound is not None and bound.tzinfo is None:
+                raise InvalidInput(f"{name} must be a timezone-aware datetime")
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        if not self._get_vertices([customer]):
+            raise UnknownCustomer(f"customer {customer!r} is not in the graph")
+        return self._timeline(customer, start, end, limit)
+
+    def count(self, label: str | None = None) -> int:
+        """Number of vertices (of one label, or all) in the store."""
+        return self._count_vertices(vertex_label(label) if label else None)
+
+    def count_edges(self, label: str | None = None) -> int:
+        """Number of edges (of one label, or all) in the store."""
+        return self._count_edges(edge_label(label) if label else None)
+
+    def changes(self, since: int = 0, limit: int = 10_000) -> ChangeBatch:
+        """Elements created, updated or deleted after cursor ``since``, oldest first."""
+        if since < 0 or limit < 1:
+            raise InvalidInput("since must be >= 0 and limit >= 1")
+        return self._changes(since, limit)
+
+    def export_vertices(self, label: str) -> pa.Table:
+        """All vertices of one label as an Arrow table: ``id`` plus one column a property."""
+        return self._export_vertices(vertex_label(label))
+
+    def export_edges(self, label: str) -> pa.Table:
+        """All edges of one label as an Arrow table: ``source``, ``target``, then properties."""
+        return self._export_edges(edge_label(label))
+
+    def export_frame(self, label: str) -> pd.DataFrame:
+        """Vertices or edges of one label as a pandas frame (for analytics and training)."""
+        if label in EdgeLabel.__members__.values():
+            return self.export_edges(label).to_pandas()
+        return self.export_vertices(label).to_pandas()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise ``GraphUnavailable`` unless the store answers a trivial query."""
+        self._ping()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files; the store is unusable afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- hooks for backends -----------------------------------------------------
+
+    @abc.abstractmethod
+    def _upsert_vertices(
+        self, label: VertexLabel, batch: list[tuple[str, dict[str, PropertyValue | None]]]
+    ) -> UpsertResult: ...
+
+    @abc.abstractmethod
+    def _upsert_edges(
+        self, label: EdgeLabel, batch: list[tuple[str, str, dict[str, PropertyValue | None]]]
+    ) -> UpsertResult: ...
+
+    @abc.abstractmethod
+    def _delete_vertices(self, ids: list[str]) -> int: ...
+
+    @abc.abstractmethod
+    def _delete_edges(self, label: EdgeLabel, pairs: list[tuple[str, str]]) -> int: ...
+
+    @abc.abstractmethod
+    def _get_vertices(self, ids: list[str]) -> list[Vertex]: ...
+
+    @abc.abstractmethod
+    def _get_edge(self, label: EdgeLabel, source: str, target: str) -> Edge | None: ...
+
+    @abc.abstractmethod
+    def _find_vertices(
+        self, label: VertexLabel, where: dict[str, PropertyValue | None], limit: int
+    ) -> list[Vertex]: ...
+
+    @abc.abstractmethod
+    def _neighbours(
+        self,
+        vertex_id: str,
+        direction: Direction,
+        labels: list[EdgeLabel] | None,
+        limit: int | None,
+    ) -> list[Neighbour]: ...
+
+    @abc.abstractmethod
+    def _timeline(
+        self,
+        customer: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int | None,
+    ) -> list[Vertex]: ...
+
+    @abc.abstractmethod
+    def _count_vertices(self, label: VertexLabel | None) -> int: ...
+
+    @abc.abstractmethod
+    def _count_edges(self, label: EdgeLabel | None) -> int: ...
+
+    @abc.abstractmethod
+    def _changes(self, since: int, limit: int) -> ChangeBatch: ...
+
+    @abc.abstractmethod
+    def _export_vertices(self, label: VertexLabel) -> pa.Table: ...
+
+    @abc.abstractmethod
+    def _export_edges(self, label: EdgeLabel) -> pa.Table: ...
+
+    @abc.abstractmethod
+    def _ping(self) -> None: ...
