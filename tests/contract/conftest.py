@@ -59,9 +59,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
         with EmbeddedStore(tmp_path / "graph.db") as embedded:
             yield embedded
         return
+    url, dialect = request.getfixturevalue("gremlin_url")
     from graph import GremlinStore
 
-    url, dialect = request.getfixturevalue("gremlin_url")
     with GremlinStore(url, dialect=dialect) as remote:
         remote.drop_all()
         yield remote
