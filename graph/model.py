@@ -96,7 +96,6 @@ EDGE_TYPES: Final[dict[EdgeLabel, EdgeType]] = {
 MAX_ID_LENGTH: Final = 512
 MAX_STRING_LENGTH: Final = 65_536
 _PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 RESERVED_KEYS: Final = frozenset({"id", "uid", "label", "T", "_seq"})
 """Keys the backends use for bookkeeping; callers may not set them."""
 
@@ -132,9 +131,17 @@ def label_of(vertex_id: str) -> VertexLabel:
 
 def check_vertex_id(label: VertexLabel, vertex_id: object) -> str:
     """Validate a vertex id for ``label`` and return it."""
+    prefix = ID_PREFIX[label]
+    if (
+        type(vertex_id) is str
+        and len(prefix) < len(vertex_id) <= MAX_ID_LENGTH
+        and vertex_id.startswith(prefix)
+        and vertex_id.isprintable()
+        and not vertex_id[-1].isspace()
+    ):
+        return vertex_id
     if not isinstance(vertex_id, str):
         raise MalformedId(f"{label} id must be a string, got {type(vertex_id).__name__}")
-    prefix = ID_PREFIX[label]
     if len(vertex_id) > MAX_ID_LENGTH:
         raise MalformedId(
             f"{label} id is {len(vertex_id)} characters long; the limit is {MAX_ID_LENGTH}",
@@ -144,50 +151,80 @@ def check_vertex_id(label: VertexLabel, vertex_id: object) -> str:
         raise MalformedId(
             f"{label} id {vertex_id!r} must start with {prefix!r} followed by a key",
         )
-    if _CONTROL.search(vertex_id) or vertex_id != vertex_id.strip():
+    if not vertex_id.isprintable() or vertex_id != vertex_id.strip():
         raise MalformedId(f"{label} id {vertex_id!r} has control characters or edge whitespace")
     return vertex_id
 
 
-def check_properties(owner: str, properties: object) -> dict[str, PropertyValue | None]:
-    """Validate property keys and value types; ``None`` values mean "remove"."""
-    if not isinstance(properties, dict):
+_CHECKED_KEYS: set[str] = set()
+"""Property keys already found valid; keys repeat on every row, so check each once."""
+
+
+def _check_key(owner: str, key: object) -> None:
+    if not isinstance(key, str) or not _PROPERTY_KEY.match(key) or key in RESERVED_KEYS:
         raise UnsupportedProperty(
-            f"properties of {owner} must be a mapping, got {type(properties).__name__}"
+            f"property key {key!r} of {owner} is not allowed: keys are 1-64 letters, "
+            f"digits or underscores, not starting with a digit, and not one of "
+            f"{sorted(RESERVED_KEYS)}"
         )
-    checked: dict[str, PropertyValue | None] = {}
+    if len(_CHECKED_KEYS) < 100_000:
+        _CHECKED_KEYS.add(key)
+
+
+def _check_value(owner: str, key: str, value: object) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise UnsupportedProperty(f"property {key!r} of {owner}: integer out of 64-bit range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnsupportedProperty(
+                f"property {key!r} of {owner} is {value}; only finite numbers are storable"
+            )
+    elif isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise UnsupportedProperty(
+                f"property {key!r} of {owner} is {len(value)} characters long; "
+                f"the limit is {MAX_STRING_LENGTH}"
+            )
+    elif isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise UnsupportedProperty(
+                f"property {key!r} of {owner} is a naive datetime; give a timezone"
+            )
+    else:
+        raise UnsupportedProperty(
+            f"property {key!r} of {owner} has unsupported type {type(value).__name__}; "
+            "use str, int, float, bool or a timezone-aware datetime"
+        )
+
+
+def check_properties(owner: str, properties: object) -> dict[str, PropertyValue | None]:
+    """Validate property keys and value types; ``None`` values mean "remove".
+
+    This runs for every element of every batch, so the common types are tested
+    with ``type() is`` before the general checks.
+    """
+    if type(properties) is not dict:
+        if not isinstance(properties, dict):
+            raise UnsupportedProperty(
+                f"properties of {owner} must be a mapping, got {type(properties).__name__}"
+            )
+        properties = dict(properties)
     for key, value in properties.items():
-        if not isinstance(key, str) or not _PROPERTY_KEY.match(key) or key in RESERVED_KEYS:
-            raise UnsupportedProperty(
-                f"property key {key!r} of {owner} is not allowed: keys are 1-64 letters, "
-                f"digits or underscores, not starting with a digit, and not one of "
-                f"{sorted(RESERVED_KEYS)}"
-            )
-        if value is None or isinstance(value, (bool, int, float)):
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
-                raise UnsupportedProperty(f"property {key!r} of {owner}: integer out of 64-bit range")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UnsupportedProperty(
-                    f"property {key!r} of {owner} is {value}; only finite numbers are storable"
-                )
-        elif isinstance(value, str):
+        if key not in _CHECKED_KEYS:
+            _check_key(owner, key)
+        kind = type(value)
+        if kind is str:
             if len(value) > MAX_STRING_LENGTH:
-                raise UnsupportedProperty(
-                    f"property {key!r} of {owner} is {len(value)} characters long; "
-                    f"the limit is {MAX_STRING_LENGTH}"
-                )
-        elif isinstance(value, datetime):
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise UnsupportedProperty(
-                    f"property {key!r} of {owner} is a naive datetime; give a timezone"
-                )
-        else:
-            raise UnsupportedProperty(
-                f"property {key!r} of {owner} has unsupported type {type(value).__name__}; "
-                "use str, int, float, bool or a timezone-aware datetime"
-            )
-        checked[key] = value
-    return checked
+                _check_value(owner, key, value)
+        elif kind is datetime:
+            if value.tzinfo is None:
+                _check_value(owner, key, value)
+        elif kind is not bool:
+            _check_value(owner, key, value)
+    return properties
 
 
 def edge_id(label: EdgeLabel | str, source: str, target: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from graph import EmbeddedStore, GraphUnavailable, InvalidInput, UnknownVertex
+from graph import ChangeKind, EmbeddedStore, GraphUnavailable, InvalidInput, UnknownVertex
 
 
 def test_data_survives_reopening(tmp_path: Path) -> None:
@@ -129,10 +129,36 @@ def test_readers_read_while_a_writer_writes(tmp_path: Path) -> None:
         assert max(seen) <= 1 + 20 * 500
 
 
-def test_change_feed_compaction(tmp_path: Path) -> None:
+def test_change_feed_compaction_drops_only_old_tombstones(tmp_path: Path) -> None:
     with EmbeddedStore(tmp_path / "g.db") as store:
         store.upsert_vertices("Customer", [(f"cust:{i}", {}) for i in range(10)])
+        store.delete_vertices(["cust:0", "cust:1"])
         cursor = store.changes().cursor
-        assert store.compact_changes(cursor) == 10
-        store.upsert_vertices("Customer", [("cust:new", {})])
-        assert [c.id for c in store.changes(cursor).changes] == ["cust:new"]
+        assert store.compact_changes(cursor) == 2
+        store.delete_vertices(["cust:2"])
+        assert [(c.kind, c.id) for c in store.changes(cursor).changes] == [
+            (ChangeKind.DELETED, "cust:2")
+        ]
+        assert len(store.changes().changes) == 8
+
+
+def test_change_feed_keeps_each_elements_latest_change(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        store.upsert_vertices("Customer", [("cust:a", {"v": 1})])
+        store.upsert_vertices("Customer", [("cust:a", {"v": 2})])
+        assert [(c.kind, c.id) for c in store.changes().changes] == [
+            (ChangeKind.CREATED, "cust:a")
+        ]
+
+
+def test_pandas_timestamps_and_str_enums_are_stored(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from graph import VertexLabel
+
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        ts = pd.Timestamp("2024-01-01T10:00:00", tz="UTC")
+        store.upsert_vertices("Touchpoint", [("tp:1", {"ts": ts, "kind": VertexLabel.CELL})])
+        vertex = store.get_vertex("tp:1")
+        assert vertex is not None
+        assert vertex.properties == {"ts": ts.to_pydatetime(), "kind": "Cell"}
