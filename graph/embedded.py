@@ -25,6 +25,7 @@ Layout:
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -183,7 +184,9 @@ class EmbeddedStore(GraphStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise GraphUnavailable(f"cannot create folder for store {self.path}: {error}") from error
+            raise GraphUnavailable(
+                f"cannot create folder for store {self.path}: {error}"
+            ) from error
         self._writer = self._connect()
         with self._translate("create schema"):
             self._writer.executescript(_SCHEMA)
@@ -230,7 +233,9 @@ class EmbeddedStore(GraphStore):
         except sqlite3.OperationalError as error:
             message = str(error)
             if "locked" in message or "busy" in message:
-                raise GraphUnavailable(f"{action}: store {self.path} is locked: {message}") from error
+                raise GraphUnavailable(
+                    f"{action}: store {self.path} is locked: {message}"
+                ) from error
             raise GraphError(f"{action} failed in {self.path}: {message}") from error
         except sqlite3.DatabaseError as error:
             raise GraphError(f"{action} failed in {self.path}: {error}") from error
@@ -341,7 +346,9 @@ class EmbeddedStore(GraphStore):
             marks = ",".join("?" * len(chunk))
             present.update(
                 row[0]
-                for row in connection.execute(f"SELECT id FROM vertices WHERE id IN ({marks})", chunk)
+                for row in connection.execute(
+                    f"SELECT id FROM vertices WHERE id IN ({marks})", chunk
+                )
             )
         return present
 
@@ -541,8 +548,7 @@ class EmbeddedStore(GraphStore):
             " ORDER BY seq LIMIT ?",
             "SELECT seq, cseq, 'edge', label, label || ':' || src || '>' || dst FROM edges"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
-            "SELECT seq, -1, element, label, id FROM tombstones WHERE seq > ?"
-            " ORDER BY seq LIMIT ?",
+            "SELECT seq, -1, element, label, id FROM tombstones WHERE seq > ? ORDER BY seq LIMIT ?",
         )
         rows: list[tuple[int, int, str, str, str]] = []
         with self._translate("change feed"):
@@ -624,7 +630,7 @@ class EmbeddedStore(GraphStore):
                 yield edge_id(label, source, target)
 
 
-def _prepend(table: pa.Table, columns: list[tuple[str, pa.Array]]) -> pa.Table:
+def _prepend(table: pa.Table, columns: list[tuple[str, pa.Array[Any]]]) -> pa.Table:
     for position, (name, column) in enumerate(columns):
         if name in table.column_names:
             table = table.drop_columns([name])
@@ -642,17 +648,19 @@ def _properties_table(texts: list[str]) -> pa.Table:
         return pa.table({})
     try:
         table = pa_json.read_json(
-            pa.py_buffer("\n".join(texts).encode()),
+            io.BytesIO("\n".join(texts).encode()),
             read_options=pa_json.ReadOptions(block_size=1 << 26),
         )
-        return pa.table({name: _datetime_column(table[name]) for name in table.column_names})
+        columns = [_datetime_column(table[name]) for name in table.column_names]
+        return pa.Table.from_arrays(columns, names=table.column_names)
     except pa.ArrowInvalid:
         return _properties_table_slow(texts)
 
 
-def _datetime_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _datetime_column(column: pa.ChunkedArray[Any]) -> pa.ChunkedArray[Any]:
     if pa.types.is_struct(column.type) and [f.name for f in column.type] == [_DATETIME_TAG]:
-        micros = column.combine_chunks().field(_DATETIME_TAG).cast(pa.int64())
+        struct: pa.StructArray = column.combine_chunks()  # type: ignore[assignment]
+        micros = struct.field(_DATETIME_TAG).cast(pa.int64())
         return pa.chunked_array([micros.cast(pa.timestamp("us", tz="UTC"))])
     return column
 
@@ -660,7 +668,7 @@ def _datetime_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def _properties_table_slow(texts: list[str]) -> pa.Table:
     decoded = [_decode(text) for text in texts]
     names = list(dict.fromkeys(key for item in decoded for key in item))
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, pa.Array[Any]] = {}
     for name in names:
         values = [item.get(name) for item in decoded]
         try:

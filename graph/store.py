@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import pandas as pd
 import pyarrow as pa
@@ -124,7 +124,7 @@ class ChangeBatch:
     cursor: int
 
 
-def _records(records: Iterable[object]) -> list[object]:
+def _records(records: Iterable[Any]) -> list[Any]:
     if isinstance(records, (str, bytes, Mapping)):
         raise InvalidInput("records must be a sequence of tuples, not a single string or mapping")
     return list(records)
@@ -144,7 +144,7 @@ class GraphStore(abc.ABC):
         batch: list[tuple[str, dict[str, PropertyValue | None]]] = []
         for index, record in enumerate(_records(records)):
             try:
-                vertex_id, properties = record  # type: ignore[misc]
+                vertex_id, properties = record
             except (TypeError, ValueError):
                 raise InvalidInput(
                     f"vertex record {index} must be an (id, properties) pair",
@@ -172,7 +172,7 @@ class GraphStore(abc.ABC):
         batch: list[tuple[str, str, dict[str, PropertyValue | None]]] = []
         for index, record in enumerate(_records(records)):
             try:
-                source, target, properties = record  # type: ignore[misc]
+                source, target, properties = record
             except (TypeError, ValueError):
                 raise InvalidInput(
                     f"edge record {index} must be a (source, target, properties) triple",
@@ -198,7 +198,7 @@ class GraphStore(abc.ABC):
     def delete_edges(self, label: str, pairs: Iterable[tuple[str, str]]) -> int:
         """Delete edges of one label given as ``(source, target)`` pairs."""
         parsed_label = edge_label(label)
-        wanted = [(str(s), str(t)) for s, t in _records(pairs)]  # type: ignore[misc]
+        wanted = [(str(s), str(t)) for s, t in _records(pairs)]
         return self._delete_edges(parsed_label, wanted) if wanted else 0
 
     # --- reads ----------------------------------------------------------------

@@ -59,7 +59,9 @@ def add_journeys(store: GraphStore, *journeys: Journey, channel: str = "app") ->
 def alice_and_bob(store: GraphStore) -> tuple[Journey, Journey]:
     """Alice: bill shock, two care calls, port-out; Bob: app login then an offer accepted."""
     alice = Journey(
-        "alice", ["bill_shock", "care_call", "care_call", "port_out_request"], msisdn="+447700900001"
+        "alice",
+        ["bill_shock", "care_call", "care_call", "port_out_request"],
+        msisdn="+447700900001",
     )
     bob = Journey("bob", ["app_login", "offer_accepted"], msisdn="+447700900002")
     add_journeys(store, alice, bob)

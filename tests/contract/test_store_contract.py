@@ -253,9 +253,7 @@ def test_change_feed_includes_edges(store: GraphStore) -> None:
     cursor = store.changes(0, limit=100_000).cursor
     store.upsert_edges("NEXT", [(alice.touchpoint_ids[0], alice.touchpoint_ids[2], {})])
     changes = store.changes(cursor).changes
-    assert [(c.element, c.label, c.kind) for c in changes] == [
-        ("edge", "NEXT", ChangeKind.CREATED)
-    ]
+    assert [(c.element, c.label, c.kind) for c in changes] == [("edge", "NEXT", ChangeKind.CREATED)]
 
 
 # --- exports --------------------------------------------------------------------------

@@ -146,9 +146,7 @@ def test_change_feed_keeps_each_elements_latest_change(tmp_path: Path) -> None:
     with EmbeddedStore(tmp_path / "g.db") as store:
         store.upsert_vertices("Customer", [("cust:a", {"v": 1})])
         store.upsert_vertices("Customer", [("cust:a", {"v": 2})])
-        assert [(c.kind, c.id) for c in store.changes().changes] == [
-            (ChangeKind.CREATED, "cust:a")
-        ]
+        assert [(c.kind, c.id) for c in store.changes().changes] == [(ChangeKind.CREATED, "cust:a")]
 
 
 def test_pandas_timestamps_and_str_enums_are_stored(tmp_path: Path) -> None:

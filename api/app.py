@@ -1,0 +1,44 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.bootstrap import open_store
+from api.errors import install_error_handlers
+from api.routes import customers, health
+from api.settings import Settings, get_settings
+from graph import GraphStore
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, store: GraphStore | None = None) -> FastAPI:
+    """Build the app; it opens the configured store at start-up unless one is given."""
+    resolved = settings or get_settings()
+    resolved.check_production_ready()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store is None
+        app.state.store = store if store is not None else open_store(resolved)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="journeygraph",
+        version="0.1.0",
+        summary="Graph-based customer journey analytics for telecom operators",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: resolved
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(customers.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,56 @@
+"""Customer 360: profile, journey and identifiers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import StoreDep
+from api.schemas import CustomerOut, IdentifierOut, JourneyOut, TouchpointOut
+from journeys.customer360 import (
+    canonical_customer_id,
+    customer_identifiers,
+    customer_journey,
+    customer_profile,
+)
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+CustomerId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=500,
+        description="customer id, with or without the cust: prefix",
+        examples=["cust:P0000001"],
+    ),
+]
+
+
+@router.get("/{customer_id}", response_model=CustomerOut)
+def get_customer(customer_id: CustomerId, store: StoreDep) -> CustomerOut:
+    """A customer's properties and counts of identifiers and touchpoints."""
+    return CustomerOut.of(customer_profile(store, customer_id))
+
+
+@router.get("/{customer_id}/journey", response_model=JourneyOut)
+def get_journey(
+    customer_id: CustomerId,
+    store: StoreDep,
+    start: Annotated[datetime | None, Query(description="inclusive, timezone-aware")] = None,
+    end: Annotated[datetime | None, Query(description="exclusive, timezone-aware")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> JourneyOut:
+    """The customer's touchpoints in (ts, event id) order."""
+    touchpoints = customer_journey(store, customer_id, start, end, limit)
+    return JourneyOut(
+        customer_id=canonical_customer_id(customer_id),
+        touchpoints=[TouchpointOut.of(vertex) for vertex in touchpoints],
+    )
+
+
+@router.get("/{customer_id}/identifiers", response_model=list[IdentifierOut])
+def get_identifiers(customer_id: CustomerId, store: StoreDep) -> list[IdentifierOut]:
+    """The customer's identifiers with how each was linked."""
+    return [IdentifierOut.of(link) for link in customer_identifiers(store, customer_id)]

@@ -1,0 +1,88 @@
+"""Request and response models of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from graph import Vertex
+from journeys.customer360 import CustomerProfile, IdentifierLink
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+    backend: str | None = None
+    detail: str | None = None
+
+
+class CustomerOut(BaseModel):
+    """A customer and what hangs off it."""
+
+    id: str
+    properties: dict[str, Any]
+    identifiers: int = Field(description="identifiers linked to the customer")
+    touchpoints: int = Field(description="touchpoints the customer performed")
+
+    @classmethod
+    def of(cls, profile: CustomerProfile) -> CustomerOut:
+        """Build from the domain object."""
+        return cls(
+            id=profile.id,
+            properties=profile.properties,
+            identifiers=profile.identifiers,
+            touchpoints=profile.touchpoints,
+        )
+
+
+class TouchpointOut(BaseModel):
+    """One touchpoint of a journey."""
+
+    id: str
+    event_type: str | None
+    channel: str | None
+    ts: datetime | None
+    source: str | None
+    attributes: dict[str, Any]
+
+    @classmethod
+    def of(cls, vertex: Vertex) -> TouchpointOut:
+        """Build from a Touchpoint vertex."""
+        props = dict(vertex.properties)
+        ts = props.pop("ts", None)
+        return cls(
+            id=vertex.id,
+            event_type=_text(props.pop("event_type", None)),
+            channel=_text(props.pop("channel", None)),
+            ts=ts if isinstance(ts, datetime) else None,
+            source=_text(props.pop("source", None)),
+            attributes=props,
+        )
+
+
+class JourneyOut(BaseModel):
+    """A customer's touchpoints in time order."""
+
+    customer_id: str
+    touchpoints: list[TouchpointOut]
+
+
+class IdentifierOut(BaseModel):
+    """An identifier of a customer with the provenance of its link."""
+
+    id: str
+    kind: str
+    value: str
+    link: dict[str, Any] = Field(description="method, rule, score, first_seen, last_seen")
+
+    @classmethod
+    def of(cls, link: IdentifierLink) -> IdentifierOut:
+        """Build from the domain object."""
+        return cls(id=link.id, kind=link.kind, value=link.value, link=link.link)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
