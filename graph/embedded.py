@@ -14,13 +14,14 @@ Layout:
 * ``edges(src, label, dst, props)`` keyed by ``(src, label, dst)`` with an index on
   ``(dst, label, src)``; foreign keys to ``vertices`` cascade deletes and refuse
   edges whose endpoints are missing.
-* The change feed lives in the rows themselves: every write stamps the rows it
-  changes with the next values of a store-wide sequence (``seq``; ``cseq`` keeps
-  the stamp of creation), and deletes leave ``tombstones``. It is written in the
-  same transaction as the change, so it can never disagree with the data, and it
-  costs one small index instead of a second row per write (a trigger-fed log
-  table halved the upsert rate). Upserts only touch rows whose merged JSON
-  differs, which is what makes a re-upsert of identical data write nothing.
+* The change feed: every write batch takes the next number of a store-wide
+  sequence, stamps the rows it changes with it (``seq``; ``cseq`` keeps the stamp
+  of creation) and appends one ``changelog`` row listing their keys. It is written
+  in the same transaction as the change, so it can never disagree with the data.
+  One log row a batch costs almost nothing; a log row per element (trigger-fed)
+  halved the upsert rate and an index on ``seq`` cost a third of it. Upserts only
+  touch rows whose merged JSON differs, which is what makes a re-upsert of
+  identical data write nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from __future__ import annotations
 import io
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -61,7 +64,6 @@ CREATE TABLE IF NOT EXISTS vertices (
     seq   INTEGER NOT NULL,
     cseq  INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS vertices_seq ON vertices(seq, cseq);
 CREATE TABLE IF NOT EXISTS edges (
     src   TEXT NOT NULL REFERENCES vertices(id) ON DELETE CASCADE,
     label TEXT NOT NULL,
@@ -72,34 +74,74 @@ CREATE TABLE IF NOT EXISTS edges (
     PRIMARY KEY (src, label, dst)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edges_in ON edges(dst, label, src);
-CREATE INDEX IF NOT EXISTS edges_seq ON edges(seq, cseq);
-CREATE TABLE IF NOT EXISTS tombstones (
+CREATE TABLE IF NOT EXISTS changelog (
     seq     INTEGER PRIMARY KEY,
     element TEXT NOT NULL,
     label   TEXT NOT NULL,
-    id      TEXT NOT NULL
+    deleted INTEGER NOT NULL,
+    keys    TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('seq', '0');
 """
 SCHEMA_VERSION: Final = "1"
 
-# ?1 id, ?2 label, ?3 props JSON as a merge patch (null removes a key), ?4 the same
-# without nulls (for a new vertex), ?5 ts in microseconds, ?6 "ts removed", ?7 sequence stamp.
-_UPSERT_VERTEX: Final = """
+# Upserts are multi-row ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: one
+# statement writes up to _ROWS_PER_STATEMENT rows, merges properties in C with
+# json_patch, skips rows the merge would not change, and returns exactly the rows
+# it created or updated (``cseq = seq`` marks a creation), so the change feed and
+# the counts cost no extra lookups. executemany cannot return rows, and a second
+# pass to tell inserts from updates cost a third of the rate.
+_ROWS_PER_STATEMENT: Final = 500
+_VERTEX_UPSERT_TAIL: Final = """
+ON CONFLICT(id) DO UPDATE SET
+    props = json_patch(vertices.props, excluded.props),
+    ts = coalesce(excluded.ts, vertices.ts),
+    seq = excluded.seq
+WHERE json_patch(vertices.props, excluded.props) IS NOT vertices.props
+RETURNING id, cseq = seq
+"""
+_EDGE_UPSERT_TAIL: Final = """
+ON CONFLICT(src, label, dst) DO UPDATE SET
+    props = json_patch(edges.props, excluded.props),
+    seq = excluded.seq
+WHERE json_patch(edges.props, excluded.props) IS NOT edges.props
+RETURNING src || char(9) || dst, cseq = seq
+"""
+# Rows whose properties remove a key (a None value) need the merge patch with its
+# nulls for an existing row but the document without them for a new one, which
+# ``excluded`` cannot carry; they are rare and go one at a time.
+_VERTEX_UPSERT_ONE: Final = """
 INSERT INTO vertices(id, label, props, ts, seq, cseq) VALUES (?1, ?2, ?4, ?5, ?7, ?7)
 ON CONFLICT(id) DO UPDATE SET
     props = json_patch(vertices.props, ?3),
     ts = CASE WHEN ?6 THEN NULL WHEN ?5 IS NOT NULL THEN ?5 ELSE vertices.ts END,
     seq = ?7
 WHERE json_patch(vertices.props, ?3) IS NOT vertices.props
+RETURNING id, cseq = seq
 """
-# ?1 src, ?2 label, ?3 dst, ?4 patch, ?5 patch without nulls, ?6 sequence stamp.
-_UPSERT_EDGE: Final = """
+_EDGE_UPSERT_ONE: Final = """
 INSERT INTO edges(src, label, dst, props, seq, cseq) VALUES (?1, ?2, ?3, ?5, ?6, ?6)
 ON CONFLICT(src, label, dst) DO UPDATE SET props = json_patch(edges.props, ?4), seq = ?6
 WHERE json_patch(edges.props, ?4) IS NOT edges.props
+RETURNING src || char(9) || dst, cseq = seq
 """
+
+
+@lru_cache(maxsize=64)
+def _multi_row_upsert(table: str, rows: int) -> str:
+    columns = (
+        "(id, label, props, ts, seq, cseq)"
+        if table == "vertices"
+        else ("(src, label, dst, props, seq, cseq)")
+    )
+    tail = _VERTEX_UPSERT_TAIL if table == "vertices" else _EDGE_UPSERT_TAIL
+    values = ",".join(["(?,?,?,?,?,?)"] * rows)
+    return f"INSERT INTO {table}{columns} VALUES {values}{tail}"
+
+
+_CURSOR_SHIFT: Final = 32
+_OFFSET_MASK: Final = (1 << _CURSOR_SHIFT) - 1
 _SQL_CHUNK: Final = 500
 """Ids per ``IN (...)`` list; well under SQLite's bound-parameter limit."""
 _DATETIME_TAG: Final = "$dt"
@@ -269,31 +311,61 @@ class EmbeddedStore(GraphStore):
 
     # --- writes -------------------------------------------------------------------
 
-    def _claim_seq(self, connection: sqlite3.Connection, count: int) -> int:
-        """Reserve ``count`` change-feed stamps; returns the last stamp used before them."""
-        row = connection.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-        last = int(row[0])
-        connection.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (str(last + count),))
-        return last
-
-    def _batch_result(
-        self, connection: sqlite3.Connection, table: str, before: int, size: int
-    ) -> UpsertResult:
+    def _claim_seq(self, connection: sqlite3.Connection) -> int:
+        """The next change-feed stamp (one per batch, or per log row of a delete)."""
         row = connection.execute(
-            f"SELECT count(*), coalesce(sum(cseq > ?1), 0) FROM {table} WHERE seq > ?1",
-            (before,),
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq' RETURNING value"
         ).fetchone()
-        written, created = int(row[0]), int(row[1])
-        return UpsertResult(created=created, updated=written - created, unchanged=size - written)
+        return int(row[0])
+
+    def _write_rows(
+        self,
+        connection: sqlite3.Connection,
+        table: Literal["vertices", "edges"],
+        flat_rows: list[tuple[Any, ...]],
+        single_rows: list[tuple[Any, ...]],
+        size: int,
+    ) -> tuple[UpsertResult, list[str]]:
+        """Write prepared rows; return the counts and the keys of the rows written."""
+        returned: list[tuple[str, int]] = []
+        for start in range(0, len(flat_rows), _ROWS_PER_STATEMENT):
+            part = flat_rows[start : start + _ROWS_PER_STATEMENT]
+            params = list(chain.from_iterable(part))
+            returned += connection.execute(_multi_row_upsert(table, len(part)), params).fetchall()
+        one = _VERTEX_UPSERT_ONE if table == "vertices" else _EDGE_UPSERT_ONE
+        for row in single_rows:
+            returned += connection.execute(one, row).fetchall()
+        created = sum(flag for _, flag in returned)
+        result = UpsertResult(
+            created=created, updated=len(returned) - created, unchanged=size - len(returned)
+        )
+        return result, [key for key, _ in returned]
+
+    def _append_changelog(
+        self,
+        connection: sqlite3.Connection,
+        stamp: int,
+        element: Literal["vertex", "edge"],
+        label: str,
+        keys: list[str],
+        deleted: bool = False,
+    ) -> None:
+        if keys:
+            connection.execute(
+                "INSERT INTO changelog(seq, element, label, deleted, keys) VALUES (?, ?, ?, ?, ?)",
+                (stamp, element, label, int(deleted), "\n".join(keys)),
+            )
 
     def _upsert_vertices(
         self, label: VertexLabel, batch: list[tuple[str, dict[str, PropertyValue | None]]]
     ) -> UpsertResult:
+        batch = _merge_duplicates(batch, lambda record: record[0])
         with self._transaction(f"upsert of {len(batch)} {label} vertices") as connection:
-            before = self._claim_seq(connection, len(batch))
+            stamp = self._claim_seq(connection)
             name = label.value
-            rows = []
-            for stamp, (vertex_id, properties) in enumerate(batch, start=before + 1):
+            flat_rows: list[tuple[Any, ...]] = []
+            single_rows: list[tuple[Any, ...]] = []
+            for vertex_id, properties in batch:
                 ts = properties.get("ts")
                 if isinstance(ts, datetime):
                     # Tagging ts here saves orjson a call back into Python for it.
@@ -302,25 +374,42 @@ class EmbeddedStore(GraphStore):
                 else:
                     ts_micros = None
                 patch, document = _encode(properties)
-                ts_removed = ts is None and "ts" in properties
-                rows.append((vertex_id, name, patch, document, ts_micros, ts_removed, stamp))
-            connection.executemany(_UPSERT_VERTEX, rows)
-            return self._batch_result(connection, "vertices", before, len(rows))
+                if patch is document:
+                    flat_rows.append((vertex_id, name, document, ts_micros, stamp, stamp))
+                else:
+                    ts_removed = ts is None and "ts" in properties
+                    single_rows.append(
+                        (vertex_id, name, patch, document, ts_micros, ts_removed, stamp)
+                    )
+            result, keys = self._write_rows(
+                connection, "vertices", flat_rows, single_rows, len(batch)
+            )
+            self._append_changelog(connection, stamp, "vertex", name, keys)
+            return result
 
     def _upsert_edges(
         self, label: EdgeLabel, batch: list[tuple[str, str, dict[str, PropertyValue | None]]]
     ) -> UpsertResult:
+        batch = _merge_duplicates(batch, lambda record: (record[0], record[1]))
         with self._transaction(f"upsert of {len(batch)} {label} edges") as connection:
-            before = self._claim_seq(connection, len(batch))
-            rows = [
-                (source, label.value, target, *_encode(properties), stamp)
-                for stamp, (source, target, properties) in enumerate(batch, start=before + 1)
-            ]
+            stamp = self._claim_seq(connection)
+            name = label.value
+            flat_rows: list[tuple[Any, ...]] = []
+            single_rows: list[tuple[Any, ...]] = []
+            for source, target, properties in batch:
+                patch, document = _encode(properties)
+                if patch is document:
+                    flat_rows.append((source, name, target, document, stamp, stamp))
+                else:
+                    single_rows.append((source, name, target, patch, document, stamp))
             try:
-                connection.executemany(_UPSERT_EDGE, rows)
+                result, keys = self._write_rows(
+                    connection, "edges", flat_rows, single_rows, len(batch)
+                )
             except sqlite3.IntegrityError as error:
                 raise self._missing_endpoints(connection, label, batch) from error
-            return self._batch_result(connection, "edges", before, len(rows))
+            self._append_changelog(connection, stamp, "edge", name, keys)
+            return result
 
     def _missing_endpoints(
         self,
@@ -352,47 +441,54 @@ class EmbeddedStore(GraphStore):
             )
         return present
 
-    def _bury(self, connection: sqlite3.Connection, dead: list[tuple[str, str, str]]) -> None:
-        """Write tombstones for ``(element, label, id)`` entries about to be deleted."""
-        before = self._claim_seq(connection, len(dead))
-        connection.executemany(
-            "INSERT INTO tombstones(seq, element, label, id) VALUES (?, ?, ?, ?)",
-            [(stamp, *entry) for stamp, entry in enumerate(dead, start=before + 1)],
+    def _bury(
+        self,
+        connection: sqlite3.Connection,
+        element: Literal["vertex", "edge"],
+        label: str,
+        keys: list[str],
+    ) -> None:
+        """Append a deletion entry to the changelog."""
+        self._append_changelog(
+            connection, self._claim_seq(connection), element, label, keys, deleted=True
         )
 
     def _delete_vertices(self, ids: list[str]) -> int:
         with self._transaction(f"delete of {len(ids)} vertices") as connection:
-            dead: list[tuple[str, str, str]] = []
+            dead_edges: dict[str, list[str]] = {}
+            dead_vertices: dict[str, list[str]] = {}
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
-                edges = connection.execute(
+                for label, src, dst in connection.execute(
                     f"SELECT label, src, dst FROM edges WHERE src IN ({marks})"
                     f" UNION SELECT label, src, dst FROM edges WHERE dst IN ({marks})",
                     chunk + chunk,
-                ).fetchall()
-                dead += [("edge", label, edge_id(label, src, dst)) for label, src, dst in edges]
-                vertices = connection.execute(
+                ):
+                    dead_edges.setdefault(label, []).append(f"{src}\t{dst}")
+                for label, vertex_id in connection.execute(
                     f"SELECT label, id FROM vertices WHERE id IN ({marks})", chunk
-                ).fetchall()
-                dead += [("vertex", label, vertex_id) for label, vertex_id in vertices]
+                ):
+                    dead_vertices.setdefault(label, []).append(vertex_id)
                 # Foreign keys cascade the delete to every edge found above.
                 connection.execute(f"DELETE FROM vertices WHERE id IN ({marks})", chunk)
-            if dead:
-                self._bury(connection, dead)
-            return sum(1 for element, _, _ in dead if element == "vertex")
+            for label, keys in dead_edges.items():
+                self._bury(connection, "edge", label, keys)
+            for label, keys in dead_vertices.items():
+                self._bury(connection, "vertex", label, keys)
+            return sum(len(keys) for keys in dead_vertices.values())
 
     def _delete_edges(self, label: EdgeLabel, pairs: list[tuple[str, str]]) -> int:
         with self._transaction(f"delete of {len(pairs)} {label} edges") as connection:
-            dead: list[tuple[str, str, str]] = []
+            dead: list[str] = []
             for source, target in dict.fromkeys(pairs):
                 cursor = connection.execute(
                     "DELETE FROM edges WHERE src = ? AND label = ? AND dst = ?",
                     (source, label.value, target),
                 )
                 if cursor.rowcount:
-                    dead.append(("edge", label.value, edge_id(label, source, target)))
+                    dead.append(f"{source}\t{target}")
             if dead:
-                self._bury(connection, dead)
+                self._bury(connection, "edge", label.value, dead)
             return len(dead)
 
     # --- reads ----------------------------------------------------------------------
@@ -541,40 +637,105 @@ class EmbeddedStore(GraphStore):
         return int(row[0])
 
     def _changes(self, since: int, limit: int) -> ChangeBatch:
-        # Three scans in stamp order, each cut at ``limit``, merged here: one
-        # UNION ... ORDER BY would sort the whole backlog before applying the limit.
-        queries = (
-            "SELECT seq, cseq, 'vertex', label, id FROM vertices WHERE seq > ?"
-            " ORDER BY seq LIMIT ?",
-            "SELECT seq, cseq, 'edge', label, label || ':' || src || '>' || dst FROM edges"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
-            "SELECT seq, -1, element, label, id FROM tombstones WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        rows: list[tuple[int, int, str, str, str]] = []
+        """Read the changelog after a cursor: ``(log seq << 32) | entries consumed``.
+
+        An element written again later, or deleted, is reported once, at its latest
+        entry; "created" means created after the cursor.
+        """
+        since_seq, since_offset = since >> _CURSOR_SHIFT, since & _OFFSET_MASK
+        changes: list[Change] = []
+        cursor = since
         with self._translate("change feed"):
             connection = self._reader()
             connection.execute("BEGIN")
             try:
-                for sql in queries:
-                    rows += connection.execute(sql, (since, limit)).fetchall()
+                log = connection.execute(
+                    "SELECT seq, element, label, deleted, keys FROM changelog WHERE seq >= ?"
+                    " ORDER BY seq",
+                    (since_seq,),
+                )
+                consumed: set[str] = set()
+                for seq, element, label, deleted, text in log:
+                    keys = text.split("\n")
+                    offset = since_offset if seq == since_seq else 0
+                    if seq == since_seq and not deleted:
+                        # Keys of the cursor's own log row already read: their creation
+                        # was seen, so a later write of one of them is an update.
+                        consumed = set(keys[:offset])
+                    if offset >= len(keys):
+                        continue
+                    for start in range(offset, len(keys), _SQL_CHUNK):
+                        part = keys[start : start + min(_SQL_CHUNK, limit - len(changes))]
+                        changes += self._changelog_entries(
+                            connection,
+                            seq,
+                            element,
+                            label,
+                            bool(deleted),
+                            part,
+                            since_seq,
+                            consumed,
+                        )
+                        cursor = (seq << _CURSOR_SHIFT) | (start + len(part))
+                        if len(changes) >= limit:
+                            break
+                    if len(changes) >= limit:
+                        break
             finally:
                 connection.execute("COMMIT")
-        rows.sort()
-        changes = [
-            Change(
-                seq,
-                ChangeKind.DELETED
-                if cseq < 0
-                else ChangeKind.CREATED
-                if cseq > since
-                else ChangeKind.UPDATED,
-                "vertex" if element == "vertex" else "edge",
-                label,
-                element_id,
+        return ChangeBatch(changes, cursor)
+
+    def _changelog_entries(
+        self,
+        connection: sqlite3.Connection,
+        seq: int,
+        element: Literal["vertex", "edge"],
+        label: str,
+        deleted: bool,
+        keys: list[str],
+        since_seq: int,
+        consumed: set[str],
+    ) -> list[Change]:
+        if element == "vertex":
+            element_ids = keys
+        else:
+            element_ids = [f"{label}:{key.replace(chr(9), '>', 1)}" for key in keys]
+        if deleted:
+            return [Change(seq, ChangeKind.DELETED, element, label, i) for i in element_ids]
+        stamps = self._current_stamps(connection, element, label, keys)
+        entries = []
+        for key, element_id in zip(keys, element_ids, strict=True):
+            current = stamps.get(key)
+            if current is None or current[0] != seq:
+                continue  # deleted or written again later: reported at that later entry
+            created_after_cursor = current[1] > since_seq or (
+                current[1] == since_seq and key not in consumed
             )
-            for seq, cseq, element, label, element_id in rows[:limit]
-        ]
-        return ChangeBatch(changes, changes[-1].cursor if changes else since)
+            kind = ChangeKind.CREATED if created_after_cursor else ChangeKind.UPDATED
+            entries.append(Change(seq, kind, element, label, element_id))
+        return entries
+
+    def _current_stamps(
+        self,
+        connection: sqlite3.Connection,
+        element: Literal["vertex", "edge"],
+        label: str,
+        keys: list[str],
+    ) -> dict[str, tuple[int, int]]:
+        marks = ",".join("?" * len(keys))
+        if element == "vertex":
+            rows = connection.execute(
+                f"SELECT id, seq, cseq FROM vertices WHERE id IN ({marks})", keys
+            )
+            return {vertex_id: (seq, cseq) for vertex_id, seq, cseq in rows}
+        sources = list({key.split("\t", 1)[0] for key in keys})
+        marks = ",".join("?" * len(sources))
+        rows = connection.execute(
+            f"SELECT src || char(9) || dst, seq, cseq FROM edges"
+            f" WHERE src IN ({marks}) AND label = ?",
+            [*sources, label],
+        )
+        return {key: (seq, cseq) for key, seq, cseq in rows}
 
     def _export_vertices(self, label: VertexLabel) -> pa.Table:
         with self._translate(f"export of {label}"):
@@ -612,14 +773,14 @@ class EmbeddedStore(GraphStore):
     # --- maintenance ------------------------------------------------------------------
 
     def compact_changes(self, before: int) -> int:
-        """Drop deletion entries up to cursor ``before`` (every consumer is past it).
-
-        Creations and updates need no compaction: each element keeps only its
-        latest stamp, so the feed never holds more entries than the graph has
-        elements plus the tombstones of deletes.
-        """
+        """Drop changelog entries every consumer has read (cursor ``before``)."""
         with self._transaction("change feed compaction") as connection:
-            return connection.execute("DELETE FROM tombstones WHERE seq <= ?", (before,)).rowcount
+            # The cursor's own log row goes too once all its keys (newlines + 1) are read.
+            return connection.execute(
+                "DELETE FROM changelog WHERE seq < ?1 OR (seq = ?1 AND ?2 >="
+                " length(keys) - length(replace(keys, char(10), '')) + 1)",
+                (before >> _CURSOR_SHIFT, before & _OFFSET_MASK),
+            ).rowcount
 
     def edge_ids(self, label: EdgeLabel) -> Iterator[str]:
         """Ids of every edge of one label (streamed; for consistency checks)."""
@@ -628,6 +789,27 @@ class EmbeddedStore(GraphStore):
                 "SELECT src, dst FROM edges WHERE label = ?", (label.value,)
             ):
                 yield edge_id(label, source, target)
+
+
+def _merge_duplicates(
+    batch: list[tuple[Any, ...]], key_of: Callable[[tuple[Any, ...]], Hashable]
+) -> list[tuple[Any, ...]]:
+    """Fold repeated elements of one batch into one: later properties win.
+
+    The insert pass would create the first copy and the update pass skip the rest
+    as already written by this batch; composing the merge patches here keeps the
+    meaning of writing them one after the other.
+    """
+    keys = [key_of(record) for record in batch]
+    if len(set(keys)) == len(keys):
+        return batch
+    merged: dict[Hashable, tuple[Any, ...]] = {}
+    for key, record in zip(keys, batch, strict=True):
+        if key in merged:
+            previous = merged[key]
+            record = (*record[:-1], {**previous[-1], **record[-1]})
+        merged[key] = record
+    return list(merged.values())
 
 
 def _prepend(table: pa.Table, columns: list[tuple[str, pa.Array[Any]]]) -> pa.Table:
