@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each module is runnable with ``python -m bench.<name>``."""

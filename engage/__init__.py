@@ -1,0 +1,3 @@
+"""Real-time engagement (incidents, queue, feedback, cell sentiment): not built yet."""
+
+__all__: list[str] = []
