@@ -13,7 +13,6 @@ from itertools import islice
 
 from graph import GraphStore
 from graph.model import customer_id
-
 from ingest.graph_writer import GraphWriter, ResolvedTouchpoint, WriteSummary
 from ingest.touchpoint import Touchpoint
 
