@@ -30,6 +30,7 @@ def load_demo(
     seed: int,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 20_000,
+    buffer_size: int = 200_000,
 ) -> WriteSummary:
     """Generate ``customers`` customers with ``seed`` and write them into ``store``."""
     from ingest.generator import iter_world
@@ -38,11 +39,14 @@ def load_demo(
     total = WriteSummary()
     seen: set[str] = set()
     resolved = _resolved(iter_world(customers, seed))
-    while batch := list(islice(resolved, batch_size)):
-        summary = writer.write(batch)
-        seen.update(item.customer for item in batch)
-        total.add(summary)
-        if progress is not None:
-            progress(len(seen))
+    # The generator yields file by file; buffering and sorting by customer lets most
+    # customers arrive whole, so their chains are written once instead of relinked.
+    while buffer := sorted(islice(resolved, buffer_size), key=lambda item: item.customer):
+        for start in range(0, len(buffer), batch_size):
+            batch = buffer[start : start + batch_size]
+            total.add(writer.write(batch))
+            seen.update(item.customer for item in batch)
+            if progress is not None:
+                progress(len(seen))
     total.customers = len(seen)
     return total

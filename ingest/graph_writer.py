@@ -104,12 +104,18 @@ class GraphWriter:
         batch = _Batch()
         for item in items:
             self._collect(item, batch, summary)
-        existing = {v.id for v in self.store.get_vertices(list(batch.customers))}
+        existing = [v.id for v in self.store.get_vertices(list(batch.customers))]
+        # Read before writing: the NEXT chain of an existing customer links exactly their
+        # timeline as it was, so relinking needs one timeline read and no edge reads.
+        before = {
+            customer: {v.id: _as_datetime(v.properties["ts"]) for v in self.store.timeline(customer)}
+            for customer in existing
+        }
         self._upsert(batch)
         summary.touchpoints = len(batch.touchpoints)
         summary.customers = len(batch.customers)
         summary.identifiers = len(batch.identifiers)
-        summary.next_edges = self._relink(items, existing)
+        summary.next_edges = self._relink(items, before)
         return summary
 
     def _collect(self, item: ResolvedTouchpoint, batch: _Batch, summary: WriteSummary) -> None:
@@ -195,41 +201,41 @@ class GraphWriter:
                     if key in old:
                         link[key] = old[key]
 
-    def _relink(self, items: Sequence[ResolvedTouchpoint], existing: set[str]) -> int:
-        """Rebuild NEXT edges for every customer in the batch from their full timeline."""
-        new_by_customer: dict[str, dict[str, Touchpoint]] = defaultdict(dict)
+    def _relink(
+        self, items: Sequence[ResolvedTouchpoint], before: dict[str, dict[str, datetime]]
+    ) -> int:
+        """Relink the NEXT chain of every customer in the batch; returns edges written."""
+        fresh_by_customer: dict[str, dict[str, datetime]] = defaultdict(dict)
         for item in items:
-            new_by_customer[item.customer][item.touchpoint.vertex_id] = item.touchpoint
+            fresh_by_customer[item.customer][item.touchpoint.vertex_id] = item.touchpoint.ts
         wanted: list[tuple[str, str, Props]] = []
         stale: list[tuple[str, str]] = []
-        for customer, fresh in new_by_customer.items():
-            if customer in existing:
-                timeline = [(v.properties["ts"], v.id) for v in self.store.timeline(customer)]
-                old_pairs = {
-                    (n.edge.source, n.edge.target)
-                    for _, vertex_id in timeline
-                    for n in self.store.neighbours(vertex_id, "out", [EdgeLabel.NEXT])
-                }
-            else:
-                timeline = sorted((tp.ts, vertex_id) for vertex_id, tp in fresh.items())
-                old_pairs = set()
-            pairs: dict[tuple[str, str], Props] = {
-                (a[1], b[1]): {"dt_seconds": _seconds(a[0], b[0])}
-                for a, b in zip(timeline, timeline[1:], strict=False)
-            }
-            wanted += [(s, t, p) for (s, t), p in pairs.items()]
-            stale += [pair for pair in old_pairs if pair not in pairs]
+        for customer, fresh in fresh_by_customer.items():
+            old_times = before.get(customer, {})
+            old_pairs = set(_consecutive(old_times))
+            new_pairs = _consecutive({**old_times, **fresh})
+            wanted += [
+                (source, target, {"dt_seconds": seconds})
+                for (source, target), seconds in new_pairs.items()
+                if (source, target) not in old_pairs
+            ]
+            stale += [pair for pair in old_pairs if pair not in new_pairs]
         if stale:
             self.store.delete_edges(EdgeLabel.NEXT, stale)
         self.store.upsert_edges(EdgeLabel.NEXT, wanted)
         return len(wanted)
 
 
+def _consecutive(times: dict[str, datetime]) -> dict[tuple[str, str], float]:
+    """NEXT pairs of a timeline in (ts, id) order, with the seconds between them."""
+    ordered = sorted((ts, vertex_id) for vertex_id, ts in times.items())
+    return {
+        (earlier[1], later[1]): (later[0] - earlier[0]).total_seconds()
+        for earlier, later in zip(ordered, ordered[1:], strict=False)
+    }
+
+
 def _as_datetime(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, got {type(value).__name__}")
     return value
-
-
-def _seconds(earlier: Any, later: Any) -> float:
-    return (_as_datetime(later) - _as_datetime(earlier)).total_seconds()

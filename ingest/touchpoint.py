@@ -21,6 +21,7 @@ EARLIEST: Final = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_SLACK_DAYS: Final = 2
 MAX_ATTRIBUTE_LENGTH: Final = 4096
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_IDENTIFIER_KINDS: Final = frozenset(kind.value for kind in IdentifierKind)
 
 AttributeValue = str | int | float | bool
 
@@ -77,8 +78,8 @@ class Touchpoint(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _event_id(cls, value: str) -> str:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("must not contain control characters")
+        if not value.isprintable():
+            raise ValueError("must not contain control or other non-printable characters")
         return value
 
     @field_validator("ts")
@@ -98,7 +99,7 @@ class Touchpoint(BaseModel):
     @field_validator("identifiers")
     @classmethod
     def _identifiers(cls, value: dict[str, str]) -> dict[str, str]:
-        known = {kind.value for kind in IdentifierKind}
+        known = _IDENTIFIER_KINDS
         problems = []
         for kind, raw in value.items():
             if kind not in known:
