@@ -108,7 +108,9 @@ class GraphWriter:
         # Read before writing: the NEXT chain of an existing customer links exactly their
         # timeline as it was, so relinking needs one timeline read and no edge reads.
         before = {
-            customer: {v.id: _as_datetime(v.properties["ts"]) for v in self.store.timeline(customer)}
+            customer: {
+                v.id: _as_datetime(v.properties["ts"]) for v in self.store.timeline(customer)
+            }
             for customer in existing
         }
         self._upsert(batch)
