@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from graph.errors import MalformedId, UnknownLabel, UnsupportedProperty
 
@@ -95,6 +99,8 @@ EDGE_TYPES: Final[dict[EdgeLabel, EdgeType]] = {
 
 MAX_ID_LENGTH: Final = 512
 MAX_STRING_LENGTH: Final = 65_536
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 _PROPERTY_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 RESERVED_KEYS: Final = frozenset({"id", "uid", "label", "T", "_seq"})
 """Keys the backends use for bookkeeping; callers may not set them."""
@@ -156,26 +162,87 @@ def check_vertex_id(label: VertexLabel, vertex_id: object) -> str:
     return vertex_id
 
 
+def vertex_ids_valid(label: VertexLabel, ids: Sequence[Any]) -> bool:
+    """Whether ``check_vertex_id(label, ...)`` would accept every one of ``ids``.
+
+    The batch form for bulk writes: a few passes in C over the ids joined into one
+    string, where a Python call per id costs more than the rest of the write. It only
+    says yes or no; callers find and report a bad id with ``check_vertex_id``.
+    """
+    if not ids:
+        return True
+    prefix = ID_PREFIX[label]
+    try:
+        joined = "\n".join(ids)  # TypeError unless every id is a str
+    except TypeError:
+        return False
+    lengths = list(map(len, ids))
+    return (
+        len(prefix) < min(lengths)
+        and max(lengths) <= MAX_ID_LENGTH
+        and "".join(ids).isprintable()
+        # No id holds a newline (they are printable), so every id starts with the
+        # prefix exactly when the text does and the prefix follows every separator.
+        and joined.startswith(prefix)
+        and joined.count("\n" + prefix) == len(ids) - 1
+        # The ASCII space is the only printable whitespace.
+        and not joined.endswith(" ")
+        and " \n" not in joined
+    )
+
+
+def arrow_ids_valid(label: VertexLabel, ids: pa.ChunkedArray[Any]) -> bool:
+    """Whether every value of an Arrow column is an id ``check_vertex_id`` accepts.
+
+    The columnar form of ``vertex_ids_valid``, in Arrow compute kernels. It answers
+    yes only for ASCII ids (Arrow's notion of a printable character differs from
+    Python's beyond ASCII); callers check the others value by value.
+    """
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        return False
+    if ids.null_count:
+        return False
+    if len(ids) == 0:
+        return True
+    prefix = ID_PREFIX[label]
+    lengths = pc.utf8_length(ids)
+    return bool(
+        pc.all(pc.string_is_ascii(ids), min_count=0).as_py()
+        and pc.all(pc.ascii_is_printable(ids), min_count=0).as_py()
+        and pc.all(pc.starts_with(ids, prefix), min_count=0).as_py()
+        and pc.min(lengths).as_py() > len(prefix)
+        and pc.max(lengths).as_py() <= MAX_ID_LENGTH
+        and not pc.any(pc.ends_with(ids, " ")).as_py()
+    )
+
+
 _CHECKED_KEYS: set[str] = set()
 """Property keys already found valid; keys repeat on every row, so check each once."""
 
 
-def _check_key(owner: str, key: object) -> None:
+def property_key_valid(key: object) -> bool:
+    """Whether ``key`` may name a property (valid keys are remembered)."""
     if not isinstance(key, str) or not _PROPERTY_KEY.match(key) or key in RESERVED_KEYS:
+        return False
+    if len(_CHECKED_KEYS) < 100_000:
+        _CHECKED_KEYS.add(key)
+    return True
+
+
+def _check_key(owner: str, key: object) -> None:
+    if not property_key_valid(key):
         raise UnsupportedProperty(
             f"property key {key!r} of {owner} is not allowed: keys are 1-64 letters, "
             f"digits or underscores, not starting with a digit, and not one of "
             f"{sorted(RESERVED_KEYS)}"
         )
-    if len(_CHECKED_KEYS) < 100_000:
-        _CHECKED_KEYS.add(key)
 
 
 def _check_value(owner: str, key: str, value: object) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise UnsupportedProperty(f"property {key!r} of {owner}: integer out of 64-bit range")
     elif isinstance(value, float):
         if not math.isfinite(value):
@@ -225,6 +292,44 @@ def check_properties(owner: str, properties: object) -> dict[str, PropertyValue 
         elif kind is not bool:
             _check_value(owner, key, value)
     return properties
+
+
+_DICTS: Final = frozenset({dict})
+
+
+def plain_properties(batch: Sequence[Any]) -> bool:
+    """Whether ``check_properties`` would accept every item of ``batch`` as it is.
+
+    The batch form for bulk writes: true when each item is a ``dict`` with valid keys
+    and values of the common types, in range. Anything else (a bad key, another
+    mapping, a subclass, a bad value) answers false, and callers check item by item
+    with ``check_properties`` to report it.
+    """
+    if not _DICTS.issuperset(map(type, batch)):
+        return False
+    if not any(batch):
+        return True  # no properties at all, as on most edges
+    known_keys = _CHECKED_KEYS
+    for properties in batch:
+        if not known_keys.issuperset(properties) and not all(map(property_key_valid, properties)):
+            return False
+        for value in properties.values():
+            kind = type(value)
+            if kind is str:
+                if len(value) > MAX_STRING_LENGTH:
+                    return False
+            elif kind is datetime:
+                if value.tzinfo is None:
+                    return False
+            elif kind is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    return False
+            elif kind is float:
+                if not math.isfinite(value):
+                    return False
+            elif kind is not bool and value is not None:
+                return False
+    return True
 
 
 def edge_id(label: EdgeLabel | str, source: str, target: str) -> str:

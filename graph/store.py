@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 import pandas as pd
 import pyarrow as pa
@@ -40,6 +40,8 @@ from graph.model import (
     check_vertex_id,
     edge_id,
     edge_label,
+    plain_properties,
+    vertex_ids_valid,
     vertex_label,
 )
 
@@ -130,6 +132,131 @@ def _records(records: Iterable[Any]) -> list[Any]:
     return list(records)
 
 
+VERTEX_TABLE_KEYS: Final = ("id",)
+"""The key column of a vertex table; every other column is a property."""
+EDGE_TABLE_KEYS: Final = ("source", "target")
+"""The key columns of an edge table; every other column is a property."""
+
+
+def _check_table(table: object, key_columns: tuple[str, ...]) -> None:
+    if not isinstance(table, pa.Table):
+        raise InvalidInput(f"expected a pyarrow.Table, got {type(table).__name__}")
+    names = table.column_names
+    missing = [name for name in key_columns if name not in names]
+    if missing:
+        raise InvalidInput(
+            f"the table has no {', '.join(map(repr, missing))} column",
+            details={"columns": names},
+        )
+    if len(set(names)) < len(names):
+        raise InvalidInput("the table has repeated column names", details={"columns": names})
+
+
+def _table_records(table: pa.Table, key_columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a table as ``(*keys, properties)`` records, nulls left out."""
+    records = []
+    for row in table.to_pylist():
+        keys = [row.pop(name) for name in key_columns]
+        records.append((*keys, {key: value for key, value in row.items() if value is not None}))
+    return records
+
+
+_TUPLES: Final = frozenset({tuple})
+
+
+def _columns(rows: list[Any], width: int) -> tuple[tuple[Any, ...], ...] | None:
+    """``rows`` as ``width`` columns when every row is a tuple of that width."""
+    if not _TUPLES.issuperset(map(type, rows)):
+        return None
+    try:
+        columns = tuple(zip(*rows, strict=True))
+    except ValueError:
+        return None
+    return columns if len(columns) == width else None
+
+
+# Bulk batches are checked in two steps: the batch checks of ``graph.model`` say in a
+# few passes whether everything is plain (nearly always), and only when they say no
+# is the batch checked record by record to report the first bad one with its index.
+# A plain batch goes to the backend as the caller's tuples: building new ones costs
+# time, and more in garbage collection when the caller holds many objects.
+
+
+def _plain_vertex_batch(
+    label: VertexLabel, rows: list[Any]
+) -> list[tuple[str, dict[str, PropertyValue | None]]] | None:
+    columns = _columns(rows, 2)
+    if columns is None:
+        return None
+    ids, properties = columns
+    if vertex_ids_valid(label, ids) and plain_properties(properties):
+        return rows
+    return None
+
+
+def _checked_vertex_batch(
+    label: VertexLabel, rows: list[Any]
+) -> list[tuple[str, dict[str, PropertyValue | None]]]:
+    batch: list[tuple[str, dict[str, PropertyValue | None]]] = []
+    for index, record in enumerate(rows):
+        try:
+            vertex_id, properties = record
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"vertex record {index} must be an (id, properties) pair",
+                details={"index": index},
+            ) from None
+        try:
+            check_vertex_id(label, vertex_id)
+            checked = check_properties(f"{label} {vertex_id!r}", properties)
+        except InvalidInput as error:
+            error.details.setdefault("index", index)
+            raise
+        batch.append((vertex_id, checked))
+    return batch
+
+
+def _plain_edge_batch(
+    label: EdgeLabel, rows: list[Any]
+) -> list[tuple[str, str, dict[str, PropertyValue | None]]] | None:
+    columns = _columns(rows, 3)
+    if columns is None:
+        return None
+    sources, targets, properties = columns
+    edge_type = EDGE_TYPES[label]
+    if (
+        vertex_ids_valid(edge_type.source, sources)
+        and vertex_ids_valid(edge_type.target, targets)
+        and plain_properties(properties)
+    ):
+        return rows
+    return None
+
+
+def _checked_edge_batch(
+    label: EdgeLabel, rows: list[Any]
+) -> list[tuple[str, str, dict[str, PropertyValue | None]]]:
+    edge_type = EDGE_TYPES[label]
+    batch: list[tuple[str, str, dict[str, PropertyValue | None]]] = []
+    for index, record in enumerate(rows):
+        try:
+            source, target, properties = record
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"edge record {index} must be a (source, target, properties) triple",
+                details={"index": index},
+            ) from None
+        try:
+            check_vertex_id(edge_type.source, source)
+            check_vertex_id(edge_type.target, target)
+            checked = check_properties(f"{label} {source!r}>{target!r}", properties)
+        except InvalidInput as error:
+            error.details.setdefault("index", index)
+            raise
+        batch.append((source, target, checked))
+    return batch
+
+
 class GraphStore(abc.ABC):
     """A property-graph store holding the journeygraph data model.
 
@@ -141,24 +268,12 @@ class GraphStore(abc.ABC):
     def upsert_vertices(self, label: str, records: Iterable[VertexRecord]) -> UpsertResult:
         """Create or merge vertices of one label in one atomic batch."""
         parsed_label = vertex_label(label)
-        batch: list[tuple[str, dict[str, PropertyValue | None]]] = []
-        for index, record in enumerate(_records(records)):
-            try:
-                vertex_id, properties = record
-            except (TypeError, ValueError):
-                raise InvalidInput(
-                    f"vertex record {index} must be an (id, properties) pair",
-                    details={"index": index},
-                ) from None
-            try:
-                check_vertex_id(parsed_label, vertex_id)
-                checked = check_properties(f"{label} {vertex_id!r}", properties)
-            except InvalidInput as error:
-                error.details.setdefault("index", index)
-                raise
-            batch.append((vertex_id, checked))
-        if not batch:
+        rows = _records(records)
+        if not rows:
             return UpsertResult()
+        batch = _plain_vertex_batch(parsed_label, rows)
+        if batch is None:
+            batch = _checked_vertex_batch(parsed_label, rows)
         return self._upsert_vertices(parsed_label, batch)
 
     def upsert_edges(self, label: str, records: Iterable[EdgeRecord]) -> UpsertResult:
@@ -168,27 +283,41 @@ class GraphStore(abc.ABC):
         labels the data model allows for this edge label.
         """
         parsed_label = edge_label(label)
-        edge_type = EDGE_TYPES[parsed_label]
-        batch: list[tuple[str, str, dict[str, PropertyValue | None]]] = []
-        for index, record in enumerate(_records(records)):
-            try:
-                source, target, properties = record
-            except (TypeError, ValueError):
-                raise InvalidInput(
-                    f"edge record {index} must be a (source, target, properties) triple",
-                    details={"index": index},
-                ) from None
-            try:
-                check_vertex_id(edge_type.source, source)
-                check_vertex_id(edge_type.target, target)
-                checked = check_properties(f"{label} {source!r}>{target!r}", properties)
-            except InvalidInput as error:
-                error.details.setdefault("index", index)
-                raise
-            batch.append((source, target, checked))
-        if not batch:
+        rows = _records(records)
+        if not rows:
             return UpsertResult()
+        batch = _plain_edge_batch(parsed_label, rows)
+        if batch is None:
+            batch = _checked_edge_batch(parsed_label, rows)
         return self._upsert_edges(parsed_label, batch)
+
+    def upsert_vertex_table(self, label: str, table: pa.Table) -> UpsertResult:
+        """Create or merge vertices of one label from an Arrow table in one atomic batch.
+
+        The table has an ``id`` column and one column a property, as ``export_vertices``
+        returns. It is checked and merged like ``upsert_vertices`` with one difference:
+        a null is no value, so the vertex keeps what it had for that property (remove
+        properties with ``upsert_vertices`` and ``None``). Backends may take a faster
+        columnar path than the records.
+        """
+        parsed_label = vertex_label(label)
+        _check_table(table, VERTEX_TABLE_KEYS)
+        if table.num_rows == 0:
+            return UpsertResult()
+        return self._upsert_vertex_table(parsed_label, table)
+
+    def upsert_edge_table(self, label: str, table: pa.Table) -> UpsertResult:
+        """Create or merge edges of one label from an Arrow table in one atomic batch.
+
+        The table has ``source`` and ``target`` columns and one column a property, as
+        ``export_edges`` returns; otherwise as ``upsert_vertex_table`` and
+        ``upsert_edges`` (nulls are no value, endpoints must exist).
+        """
+        parsed_label = edge_label(label)
+        _check_table(table, EDGE_TABLE_KEYS)
+        if table.num_rows == 0:
+            return UpsertResult()
+        return self._upsert_edge_table(parsed_label, table)
 
     def delete_vertices(self, ids: Iterable[str]) -> int:
         """Delete vertices and every edge touching them; returns vertices deleted."""
@@ -330,6 +459,14 @@ class GraphStore(abc.ABC):
     def _upsert_edges(
         self, label: EdgeLabel, batch: list[tuple[str, str, dict[str, PropertyValue | None]]]
     ) -> UpsertResult: ...
+
+    def _upsert_vertex_table(self, label: VertexLabel, table: pa.Table) -> UpsertResult:
+        """The table as records through ``upsert_vertices``; backends may do better."""
+        return self.upsert_vertices(label, _table_records(table, VERTEX_TABLE_KEYS))
+
+    def _upsert_edge_table(self, label: EdgeLabel, table: pa.Table) -> UpsertResult:
+        """The table as records through ``upsert_edges``; backends may do better."""
+        return self.upsert_edges(label, _table_records(table, EDGE_TABLE_KEYS))
 
     @abc.abstractmethod
     def _delete_vertices(self, ids: list[str]) -> int: ...

@@ -291,3 +291,125 @@ def test_naive_utc_bounds_are_refused_but_aware_work(store: GraphStore) -> None:
     alice, _ = alice_and_bob(store)
     later = store.timeline(alice.customer, start=(T0 + timedelta(hours=2)).astimezone(UTC))
     assert len(later) == 2
+
+
+# --- Arrow tables ------------------------------------------------------------------------
+
+
+def _touchpoint_table(ids: list[str], **columns: object) -> pa.Table:
+    return pa.table({"id": pa.array(ids, pa.string()), **columns})  # type: ignore[arg-type]
+
+
+def test_vertex_table_upserts_like_records(store: GraphStore) -> None:
+    ts = [T0, T0 + timedelta(minutes=1, microseconds=7)]
+    table = _touchpoint_table(
+        ["tp:t1", "tp:t2"],
+        event_type=pa.array(["care_call", 'quote " and \\ and\nnewline ✓']),
+        count=pa.array([1, -(2**40)], pa.int64()),
+        score=pa.array([0.25, 1e16]),
+        paid=pa.array([True, False]),
+        ts=pa.array(ts, pa.timestamp("us", tz="UTC")),
+    )
+    assert store.upsert_vertex_table("Touchpoint", table) == UpsertResult(created=2)
+    assert store.upsert_vertex_table("Touchpoint", table) == UpsertResult(unchanged=2)
+    second = store.get_vertex("tp:t2")
+    assert second is not None
+    assert second.properties == {
+        "event_type": 'quote " and \\ and\nnewline ✓',
+        "count": -(2**40),
+        "score": 1e16,
+        "paid": False,
+        "ts": ts[1],
+    }
+    # The same data as records changes nothing: both paths store the same documents.
+    records = [(row.pop("id"), row) for row in table.to_pylist()]
+    assert store.upsert_vertices("Touchpoint", records) == UpsertResult(unchanged=2)
+    assert store.upsert_vertex_table("Touchpoint", store.export_vertices("Touchpoint")) == (
+        UpsertResult(unchanged=2)
+    )
+
+
+def test_vertex_table_nulls_keep_what_the_vertex_had(store: GraphStore) -> None:
+    store.upsert_vertices("Customer", [("cust:a", {"name": "A", "tier": 1})])
+    table = pa.table(
+        {
+            "id": ["cust:a", "cust:b"],
+            "name": pa.array([None, "B"], pa.string()),
+            "tier": pa.array([2, None], pa.int64()),
+            "unused": pa.array([None, None]),
+        }
+    )
+    assert store.upsert_vertex_table("Customer", table) == UpsertResult(created=1, updated=1)
+    assert [v.properties for v in store.get_vertices(["cust:a", "cust:b"])] == [
+        {"name": "A", "tier": 2},
+        {"name": "B"},
+    ]
+
+
+def test_vertex_table_with_repeated_ids_merges_in_order(store: GraphStore) -> None:
+    table = pa.table({"id": ["cust:a", "cust:a"], "tier": [1, 2], "name": ["A", None]})
+    assert store.upsert_vertex_table("Customer", table) == UpsertResult(created=1)
+    vertex = store.get_vertex("cust:a")
+    assert vertex is not None and vertex.properties == {"tier": 2, "name": "A"}
+
+
+def test_edge_table_upserts_and_needs_its_endpoints(store: GraphStore) -> None:
+    alice, _ = alice_and_bob(store)
+    first, second, third = alice.touchpoint_ids[:3]
+    table = pa.table(
+        {"source": [first, first], "target": [second, third], "dt_seconds": [60, 7200]}
+    )
+    assert store.upsert_edge_table("NEXT", table) == UpsertResult(created=1, updated=1)
+    assert store.upsert_edge_table("NEXT", table) == UpsertResult(unchanged=2)
+    edge = store.get_edge("NEXT", first, third)
+    assert edge is not None and edge.properties == {"dt_seconds": 7200}
+    edges_before = store.count_edges()
+    with pytest.raises(UnknownVertex):
+        store.upsert_edge_table(
+            "NEXT", pa.table({"source": [first, first], "target": [third, "tp:missing"]})
+        )
+    assert store.count_edges() == edges_before
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        (pa.table({"key": ["cust:a"]}), InvalidInput),
+        ([("cust:a", {})], InvalidInput),
+        (pa.table({"id": ["cust:good", "tp:a"]}), MalformedId),
+        (
+            pa.table({"id": ["cust:good", None]}, schema=pa.schema([("id", pa.string())])),
+            MalformedId,
+        ),
+        (pa.table({"id": pa.array([1, 2])}), MalformedId),
+        (pa.table({"id": ["cust:good", "cust:a\nb"]}), MalformedId),
+        (pa.table({"id": ["cust:good", "cust:a"], "x": [1.0, float("nan")]}), UnsupportedProperty),
+        (
+            pa.table(
+                {
+                    "id": ["cust:good", "cust:a"],
+                    "when": pa.array([datetime(2024, 1, 1)] * 2, pa.timestamp("us")),
+                }
+            ),
+            UnsupportedProperty,
+        ),
+        (pa.table({"id": ["cust:good", "cust:a"], "uid": ["x", "y"]}), UnsupportedProperty),
+        (pa.table({"id": ["cust:good", "cust:a"], "tags": [["a"], ["b"]]}), UnsupportedProperty),
+        (
+            pa.table({"id": ["cust:good", "cust:a"], "n": pa.array([1, 2**63], pa.uint64())}),
+            UnsupportedProperty,
+        ),
+    ],
+)
+def test_invalid_tables_are_refused_whole(
+    store: GraphStore, table: pa.Table, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        store.upsert_vertex_table("Customer", table)
+    assert store.count() == 0
+
+
+def test_empty_table_writes_nothing(store: GraphStore) -> None:
+    empty = pa.table({"id": pa.array([], pa.string())})
+    assert store.upsert_vertex_table("Customer", empty) == UpsertResult()
+    assert store.changes().changes == []

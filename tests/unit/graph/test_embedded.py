@@ -6,14 +6,27 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from graph import ChangeKind, EmbeddedStore, GraphUnavailable, InvalidInput, UnknownVertex
+from graph import (
+    ChangeKind,
+    EmbeddedStore,
+    GraphStore,
+    GraphUnavailable,
+    InvalidInput,
+    UnknownVertex,
+    UpsertResult,
+)
 
 
 def test_data_survives_reopening(tmp_path: Path) -> None:
@@ -170,3 +183,116 @@ def test_pandas_timestamps_and_str_enums_are_stored(tmp_path: Path) -> None:
         vertex = store.get_vertex("tp:1")
         assert vertex is not None
         assert vertex.properties == {"ts": ts.to_pydatetime(), "kind": "Cell"}
+
+
+# --- bulk writes -------------------------------------------------------------------------
+
+
+def test_counts_and_feed_are_exact_across_statement_chunks(tmp_path: Path) -> None:
+    # 1,500 rows span several multi-row statements, some chunks all new, some mixed.
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        store.upsert_vertices("Customer", [(f"cust:{i:04d}", {"v": 1}) for i in range(0, 1500, 2)])
+        cursor = store.changes(0, limit=100_000).cursor
+        rows = [(f"cust:{i:04d}", {"v": 2 if i % 4 == 0 else 1}) for i in range(1500)]
+        assert store.upsert_vertices("Customer", rows) == UpsertResult(
+            created=750, updated=375, unchanged=375
+        )
+        changes = store.changes(cursor, limit=100_000).changes
+        assert sorted((c.kind, c.id) for c in changes) == sorted(
+            [(ChangeKind.CREATED, f"cust:{i:04d}") for i in range(1, 1500, 2)]
+            + [(ChangeKind.UPDATED, f"cust:{i:04d}") for i in range(0, 1500, 4)]
+        )
+        assert store.upsert_vertices("Customer", rows) == UpsertResult(unchanged=1500)
+        assert store.changes(store.changes(cursor, limit=100_000).cursor).changes == []
+
+
+def test_edges_removing_a_property_go_with_the_rest_of_their_batch(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        store.upsert_vertices("Touchpoint", [(f"tp:{i}", {}) for i in range(4)])
+        store.upsert_edges("NEXT", [("tp:0", "tp:1", {"a": 1, "b": 2})])
+        batch = [("tp:0", "tp:1", {"b": None}), ("tp:1", "tp:2", {"a": 1}), ("tp:2", "tp:3", {})]
+        assert store.upsert_edges("NEXT", batch) == UpsertResult(created=2, updated=1)
+        edge = store.get_edge("NEXT", "tp:0", "tp:1")
+        assert edge is not None and edge.properties == {"a": 1}
+        assert store.upsert_edges("NEXT", batch) == UpsertResult(unchanged=3)
+
+
+def test_edge_table_error_names_the_first_missing_endpoint(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        store.upsert_vertices("Customer", [("cust:a", {})])
+        store.upsert_vertices("Touchpoint", [("tp:1", {})])
+        table = pa.table({"source": ["cust:a", "cust:a"], "target": ["tp:1", "tp:2"]})
+        with pytest.raises(UnknownVertex) as caught:
+            store.upsert_edge_table("PERFORMED", table)
+        assert caught.value.details == {"index": 1, "id": "tp:2"}
+        assert store.count_edges() == 0
+
+
+class _RecordsOnly(EmbeddedStore):
+    """The embedded store taking tables the default way, as records."""
+
+    _upsert_vertex_table = GraphStore._upsert_vertex_table
+    _upsert_edge_table = GraphStore._upsert_edge_table
+
+
+_COLUMN_VALUES = {
+    "text": (
+        pa.string(),
+        st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=6),
+    ),
+    "count": (pa.int64(), st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+    "small": (pa.int8(), st.integers(min_value=-128, max_value=127)),
+    "score": (pa.float64(), st.floats(allow_nan=False, allow_infinity=False)),
+    "ratio": (pa.float32(), st.floats(width=32, allow_nan=False, allow_infinity=False)),
+    "flag": (pa.bool_(), st.booleans()),
+    "ts": (
+        pa.timestamp("us", tz="UTC"),
+        st.datetimes(
+            min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+        ),
+    ),
+    "seen": (
+        pa.timestamp("ns", tz="Europe/London"),
+        st.integers(min_value=-(2**62), max_value=2**62),
+    ),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_table_fast_path_stores_what_the_records_path_stores(data: st.DataObject) -> None:
+    names = data.draw(st.lists(st.sampled_from(sorted(_COLUMN_VALUES)), unique=True, max_size=4))
+    size = data.draw(st.integers(min_value=1, max_value=5))
+    columns = {"id": pa.array([f"tp:{i}" for i in range(size)])}
+    for name in names:
+        kind, values = _COLUMN_VALUES[name]
+        column = data.draw(st.lists(st.none() | values, min_size=size, max_size=size))
+        columns[name] = pa.array(column, kind)
+    table = pa.table(columns)
+    with tempfile.TemporaryDirectory() as folder:
+        with (
+            EmbeddedStore(Path(folder) / "a.db") as fast,
+            _RecordsOnly(Path(folder) / "b.db") as slow,
+        ):
+            assert fast.upsert_vertex_table("Touchpoint", table) == UpsertResult(created=size)
+            assert slow.upsert_vertex_table("Touchpoint", table) == UpsertResult(created=size)
+            sql = "SELECT id, props, ts FROM vertices ORDER BY id"
+            assert fast._reader().execute(sql).fetchall() == slow._reader().execute(sql).fetchall()
+
+
+def test_timeline_puts_touchpoints_without_ts_first_with_or_without_a_limit(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        store.upsert_vertices("Customer", [("cust:a", {})])
+        touchpoints = [
+            ("tp:b", {"ts": datetime(2024, 1, 1, tzinfo=UTC)}),
+            ("tp:c", {}),
+            ("tp:a", {"ts": datetime(2024, 1, 1, tzinfo=UTC)}),
+            ("tp:d", {"ts": datetime(2023, 1, 1, tzinfo=UTC)}),
+        ]
+        store.upsert_vertices("Touchpoint", touchpoints)
+        store.upsert_edges("PERFORMED", [("cust:a", tp, {}) for tp, _ in touchpoints])
+        expected = ["tp:c", "tp:d", "tp:a", "tp:b"]
+        assert [v.id for v in store.timeline("cust:a")] == expected
+        assert [v.id for v in store.timeline("cust:a", limit=4)] == expected
