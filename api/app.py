@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,10 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
         app.state.store = store if store is not None else open_store(resolved)
+        # Everything loaded so far (pandas, pyarrow, the store) lives as long as the
+        # process: moving it out of the collector's reach keeps full collections from
+        # adding ~20 ms to an unlucky request (measured on timelines).
+        gc.freeze()
         try:
             yield
         finally:
