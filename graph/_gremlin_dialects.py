@@ -49,6 +49,9 @@ class Dialect:
     single_cardinality: bool
     """The server's default property cardinality is ``set``, so every vertex property
     write must say ``Cardinality.single`` to replace rather than add a value."""
+    index_within: bool
+    """The ``uid`` index answers ``has('uid', within(ids))``; TinkerGraph's answers
+    equality only, so there a lookup of many ids is a union of single-id lookups."""
 
 
 DIALECTS: Final[dict[str, Dialect]] = {
@@ -60,6 +63,7 @@ DIALECTS: Final[dict[str, Dialect]] = {
             transactions=True,
             client_ids=False,
             single_cardinality=False,
+            index_within=True,
         ),
         # Neptune reads GraphSON 3 on every engine version; GraphBinary only on newer ones.
         Dialect(
@@ -68,6 +72,7 @@ DIALECTS: Final[dict[str, Dialect]] = {
             transactions=True,
             client_ids=True,
             single_cardinality=True,
+            index_within=True,
         ),
         Dialect(
             "tinkergraph",
@@ -75,6 +80,7 @@ DIALECTS: Final[dict[str, Dialect]] = {
             transactions=False,
             client_ids=False,
             single_cardinality=False,
+            index_within=False,
         ),
     )
 }
