@@ -504,23 +504,48 @@ class EmbeddedStore(GraphStore):
         single_rows: list[tuple[Any, ...]],
     ) -> UpsertResult:
         """Write encoded vertices in one transaction: rows, single rows, change log."""
-        size = len(ids) + len(single_rows)
-        with self._transaction(f"upsert of {size} {label} vertices") as connection:
+        return self._write_encoded(
+            "vertex",
+            label.value,
+            (ids, documents, times),
+            lambda start, end: ids[start:end],
+            _VERTEX_UPSERT_ONE,
+            single_rows,
+        )
+
+    def _write_encoded(
+        self,
+        element: Literal["vertex", "edge"],
+        label: str,
+        columns: tuple[list[Any], list[Any], list[Any]],
+        keys_between: Callable[[int, int], list[str]],
+        single_sql: str,
+        single_rows: list[tuple[Any, ...]],
+        missing: Callable[[sqlite3.Connection], UnknownVertex] | None = None,
+    ) -> UpsertResult:
+        """One write batch of either element: chunked rows, single rows, then the changelog.
+
+        ``missing`` turns a foreign-key failure into the error naming the missing
+        endpoint (edges only; vertices have no foreign keys).
+        """
+        table: Literal["vertices", "edges"] = "vertices" if element == "vertex" else "edges"
+        size = len(columns[0]) + len(single_rows)
+        with self._transaction(f"upsert of {size} {label} {table}") as connection:
             stamp = self._claim_seq(connection)
-            created, updated, written = self._write_rows(
-                connection,
-                "vertices",
-                label.value,
-                stamp,
-                (ids, documents, times),
-                lambda start, end: ids[start:end],
-            )
-            if single_rows:
-                one = [(*row, stamp) for row in single_rows]
-                more = self._write_single_rows(connection, _VERTEX_UPSERT_ONE, one)
-                created, updated = created + more[0], updated + more[1]
-                written += more[2]
-            self._append_changelog(connection, stamp, "vertex", label.value, written)
+            try:
+                created, updated, written = self._write_rows(
+                    connection, table, label, stamp, columns, keys_between
+                )
+                if single_rows:
+                    one = [(*row, stamp) for row in single_rows]
+                    more = self._write_single_rows(connection, single_sql, one)
+                    created, updated = created + more[0], updated + more[1]
+                    written += more[2]
+            except sqlite3.IntegrityError as error:
+                if missing is None:
+                    raise
+                raise missing(connection) from error
+            self._append_changelog(connection, stamp, element, label, written)
         return UpsertResult(created, updated, size - created - updated)
 
     def _upsert_edges(
@@ -587,27 +612,15 @@ class EmbeddedStore(GraphStore):
 
         ``keys`` are the changelog keys of the rows, ``source<TAB>target``.
         """
-        size = len(sources) + len(single_rows)
-        with self._transaction(f"upsert of {size} {label} edges") as connection:
-            stamp = self._claim_seq(connection)
-            try:
-                created, updated, written = self._write_rows(
-                    connection,
-                    "edges",
-                    label.value,
-                    stamp,
-                    (sources, targets, documents),
-                    lambda start, end: keys[start:end],
-                )
-                if single_rows:
-                    one = [(*row, stamp) for row in single_rows]
-                    more = self._write_single_rows(connection, _EDGE_UPSERT_ONE, one)
-                    created, updated = created + more[0], updated + more[1]
-                    written += more[2]
-            except sqlite3.IntegrityError as error:
-                raise self._missing_endpoints(connection, label, pairs()) from error
-            self._append_changelog(connection, stamp, "edge", label.value, written)
-        return UpsertResult(created, updated, size - created - updated)
+        return self._write_encoded(
+            "edge",
+            label.value,
+            (sources, targets, documents),
+            lambda start, end: keys[start:end],
+            _EDGE_UPSERT_ONE,
+            single_rows,
+            lambda connection: self._missing_endpoints(connection, label, pairs()),
+        )
 
     def _missing_endpoints(
         self, connection: sqlite3.Connection, label: EdgeLabel, pairs: list[tuple[str, str]]
