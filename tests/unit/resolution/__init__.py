@@ -1,0 +1,1 @@
+"""Identity resolution: probabilistic linkage with Splink, checked on FEBRL and generated worlds."""
