@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.bootstrap import open_store
+from api.bootstrap import open_ingestor, open_store
 from api.errors import install_error_handlers
-from api.routes import customers, health
+from api.routes import customers, events, health
 from api.settings import Settings, get_settings
 from graph import GraphStore
+from ingest.pipeline import PushIngestor
 
 API_PREFIX = "/api/v1"
 
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
         app.state.store = store if store is not None else open_store(resolved)
+        app.state.ingestor = PushIngestor(open_ingestor(resolved, app.state.store))
         # Everything loaded so far (pandas, pyarrow, the store) lives as long as the
         # process: moving it out of the collector's reach keeps full collections from
         # adding ~20 ms to an unlucky request (measured on timelines).
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         try:
             yield
         finally:
+            app.state.ingestor.close()
             if owned:
                 app.state.store.close()
 
@@ -46,4 +49,5 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(customers.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
     return app

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from api.settings import Settings
 from graph import EmbeddedStore, GraphStore
+from ingest.pipeline import Ingestor
+from ingest.resolution.deterministic import ResolutionSettings
 
 
 def open_store(settings: Settings) -> GraphStore:
@@ -25,3 +27,13 @@ def open_store(settings: Settings) -> GraphStore:
         )
         return remote
     return EmbeddedStore(settings.embedded_path, durability=settings.durability)
+
+
+def open_ingestor(settings: Settings, store: GraphStore) -> Ingestor:
+    """The ingest pipeline over ``store`` with its working folder and resolution rules."""
+    return Ingestor(
+        store,
+        settings.ingest_path,
+        ResolutionSettings(hub_threshold=settings.hub_threshold),
+        chunk_rows=settings.ingest_chunk_rows,
+    )

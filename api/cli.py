@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,11 +99,11 @@ def load_demo_command(
     seed: Annotated[int | None, typer.Option()] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Generate the demo world in memory and write it into the configured store."""
+    """Generate the demo world and ingest it into the configured store."""
     settings = get_settings()
     with _open(settings) as store:
         summary = _load_demo(
-            store, customers or settings.demo_customers, seed or settings.demo_seed
+            settings, store, customers or settings.demo_customers, seed or settings.demo_seed
         )
     _emit(summary, as_json, "demo world loaded")
 
@@ -129,13 +128,157 @@ def serve(
     if demo:
         with _open(settings) as store:
             if store.count("Customer") == 0:
-                summary = _load_demo(store, settings.demo_customers, settings.demo_seed)
+                summary = _load_demo(settings, store, settings.demo_customers, settings.demo_seed)
                 console.print(f"demo world loaded: {summary}")
             else:
                 console.print(f"store already holds {store.count('Customer'):,} customers")
     bind_host, bind_port = host or settings.host, port or settings.port
     console.print(f"serving on http://{bind_host}:{bind_port} (API docs at /docs)")
     uvicorn.run("api.app:create_app", factory=True, host=bind_host, port=bind_port, workers=workers)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files, or folders to search")],
+    source: Annotated[
+        str, typer.Option(help="a built-in source mapping (crm, billing, ...) or a YAML file")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest files of one source: validate, quarantine, resolve, write graph and lake."""
+    from api.bootstrap import open_ingestor
+    from ingest.mapping import load_mapping
+
+    settings = get_settings()
+    try:
+        mapping = load_mapping(source)
+    except JourneyGraphError as error:
+        raise _fail(error) from error
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            files = ingestor.expand(paths, mapping)
+            total = sum(_estimated_rows(path) for path, _ in files)
+            with _progress() as progress:
+                task = progress.add_task(f"ingesting {mapping.source}", total=total)
+                summary = ingestor.ingest_paths(
+                    paths, mapping, progress=lambda rows: progress.advance(task, rows)
+                )
+        except JourneyGraphError as error:
+            raise _fail(error) from error
+        finally:
+            ingestor.close()
+    result: dict[str, Any] = dict(summary.as_dict())
+    result["quarantine"] = str(ingestor.quarantine_path(mapping.source))
+    _emit(result, as_json, f"ingested {len(files)} file(s) of {mapping.source}")
+
+
+@app.command()
+def stream(
+    source: Annotated[
+        str, typer.Option(help="mapping of the lines; canonical = Touchpoint JSON")
+    ] = "canonical",
+    follow_file: Annotated[
+        Path | None, typer.Option("--follow", help="follow a growing file instead of stdin")
+    ] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="with --follow: stop after this many idle seconds")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 5_000,
+    max_wait: Annotated[float, typer.Option(help="seconds before a partial batch goes")] = 0.5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest JSON Lines from stdin (or a followed file) in micro-batches until it ends."""
+    from api.bootstrap import open_ingestor
+    from ingest.mapping import load_mapping
+    from ingest.stream import StreamOptions, follow, read_lines, run_stream
+
+    settings = get_settings()
+    try:
+        mapping = load_mapping(source)
+    except JourneyGraphError as error:
+        raise _fail(error) from error
+    lines = (
+        follow(follow_file, idle_exit=idle_exit)
+        if follow_file is not None
+        else read_lines(sys.stdin.buffer)
+    )
+    options = StreamOptions(batch_size=batch_size, max_wait=max_wait)
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            summary = run_stream(
+                ingestor,
+                lines,
+                mapping,
+                options,
+                origin=str(follow_file) if follow_file else "stdin",
+                progress=lambda done: (
+                    console.print(
+                        f"streamed {done.read:,} lines, {done.quarantined:,} quarantined",
+                        end="\r",
+                    )
+                    if console.is_terminal
+                    else None
+                ),
+            )
+        finally:
+            ingestor.close()
+    _emit(summary.as_dict(), as_json, "stream ended")
+
+
+@app.command()
+def resolve(
+    evaluate: Annotated[
+        Path | None,
+        typer.Option(
+            help="score against ground truth: a generator world folder or its truth/records.parquet"
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="a saved Splink model; trained unsupervised if absent")
+    ] = None,
+    probabilistic: Annotated[
+        bool, typer.Option(help="run the Splink pass (--no-probabilistic: only evaluate)")
+    ] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Link customers probabilistically (Splink) and optionally score against truth."""
+    from api.bootstrap import open_ingestor
+    from ingest.resolution.evaluation import evaluate_lake
+    from ingest.resolution.resolver import link_customers
+
+    settings = get_settings()
+    result: dict[str, Any] = {}
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            if probabilistic:
+                with console.status("linking customers with Splink"):
+                    linked = link_customers(ingestor, settings.ingest_path / "models", model)
+                result["probabilistic"] = linked.as_dict()
+            if evaluate is not None:
+                truth = evaluate / "truth" / "records.parquet" if evaluate.is_dir() else evaluate
+                result["evaluation"] = evaluate_lake(
+                    ingestor.lake, ingestor.index.merge_map(), truth
+                )
+        except (JourneyGraphError, OSError, ValueError) as error:
+            raise _fail(error) from error
+        finally:
+            ingestor.close()
+    _emit(result, as_json, "resolution")
+
+
+def _estimated_rows(path: Path) -> int:
+    """Rows in a file: exact for Parquet, from the size for text (a bar needs a total)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with path.open("rb") as handle:
+        sample = handle.read(1 << 20)
+    lines = max(sample.count(b"\n"), 1)
+    return int(path.stat().st_size * lines / max(len(sample), 1))
 
 
 def _open(settings: Settings) -> GraphStore:
@@ -145,26 +288,23 @@ def _open(settings: Settings) -> GraphStore:
         raise _fail(error) from error
 
 
-def _load_demo(store: GraphStore, customers: int, seed: int) -> dict[str, Any]:
+def _load_demo(settings: Settings, store: GraphStore, customers: int, seed: int) -> dict[str, Any]:
+    from api.bootstrap import open_ingestor
     from ingest.demo import load_demo
 
-    started = time.perf_counter()
-    with _progress() as progress:
-        task = progress.add_task("loading demo customers", total=customers)
-        summary = load_demo(
-            store,
-            customers,
-            seed,
-            progress=lambda done: progress.update(task, completed=done),
-        )
-    return {
-        "customers": summary.customers,
-        "touchpoints": summary.touchpoints,
-        "identifiers": summary.identifiers,
-        "next_edges": summary.next_edges,
-        "identifier_problems": len(summary.identifier_problems),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    world = settings.data_dir / f"demo-world-{customers}-{seed}"
+    ingestor = open_ingestor(settings, store)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("generating and ingesting the demo world", total=None)
+            summary = load_demo(
+                ingestor, customers, seed, world, lambda rows: progress.advance(task, rows)
+            )
+    finally:
+        ingestor.close()
+    result: dict[str, Any] = dict(summary.as_dict())
+    result["world"] = str(world)
+    return result
 
 
 if __name__ == "__main__":

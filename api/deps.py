@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from api.settings import Settings, get_settings
 from graph import GraphStore
+from ingest.pipeline import PushIngestor
 
 
 def get_store(request: Request) -> GraphStore:
@@ -16,5 +17,12 @@ def get_store(request: Request) -> GraphStore:
     return store
 
 
+def get_ingestor(request: Request) -> PushIngestor:
+    """The push path's ingest pipeline, opened at start-up."""
+    ingestor: PushIngestor = request.app.state.ingestor
+    return ingestor
+
+
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from graph import Vertex
+from ingest.frame import QuarantinedRow
+from ingest.pipeline import IngestSummary
 from journeys.customer360 import CustomerProfile, IdentifierLink
 
 
@@ -86,3 +88,49 @@ class IdentifierOut(BaseModel):
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+MAX_EVENTS_PER_REQUEST = 10_000
+
+
+class EventsIn(BaseModel):
+    """A batch of touchpoints in the canonical JSON shape (see ``ingest/mappings/canonical``)."""
+
+    events: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_EVENTS_PER_REQUEST,
+        description="event_id (or source_record_id), source, event_type, channel, ts, "
+        "identifiers {msisdn, email, account, imei, cookie}, person, attributes",
+    )
+
+
+class RejectedEvent(BaseModel):
+    """An event that was quarantined, by its position in the request (1-based)."""
+
+    row: int
+    reasons: list[str]
+
+
+class EventsOut(BaseModel):
+    """What happened to a pushed batch."""
+
+    received: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    customers_created: int
+    customers_merged: int
+    rejected: list[RejectedEvent]
+
+    @classmethod
+    def of(cls, summary: IngestSummary, rejected: list[QuarantinedRow]) -> EventsOut:
+        """From the pipeline's summary and rejects."""
+        return cls(
+            received=summary.read,
+            accepted=summary.accepted,
+            duplicates=summary.duplicates,
+            quarantined=summary.quarantined,
+            customers_created=summary.customers_created,
+            customers_merged=summary.customers_merged,
+            rejected=[RejectedEvent(row=row.row, reasons=list(row.reasons)) for row in rejected],
+        )

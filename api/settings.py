@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     demo_customers: int = Field(default=2000, ge=1, le=5_000_000)
     demo_seed: int = 7
 
+    ingest_dir: Path | None = Field(
+        default=None,
+        description="identity index, lake, quarantine and checkpoints; default <data_dir>/ingest",
+    )
+    hub_threshold: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="an identifier seen beside more anchors (MSISDNs) than this never stitches",
+    )
+    ingest_chunk_rows: int = Field(default=100_000, ge=100, le=5_000_000)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.backend == "gremlin" and not self.gremlin_url:
@@ -62,6 +74,11 @@ class Settings(BaseSettings):
     def embedded_path(self) -> Path:
         """The embedded store file."""
         return self.store_path or self.data_dir / "journeygraph.db"
+
+    @property
+    def ingest_path(self) -> Path:
+        """The ingest working folder."""
+        return self.ingest_dir or self.data_dir / "ingest"
 
     def check_production_ready(self) -> None:
         """Refuse insecure defaults outside development mode."""

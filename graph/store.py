@@ -345,6 +345,15 @@ class GraphStore(abc.ABC):
         by_id = {v.id: v for v in self._get_vertices(wanted)}
         return [by_id[i] for i in wanted if i in by_id]
 
+    def existing_vertices(self, ids: Sequence[str]) -> set[str]:
+        """Which of these vertex ids exist (a cheaper question than their properties)."""
+        wanted = list(dict.fromkeys(ids))
+        return self._existing_vertices(wanted) if wanted else set()
+
+    def _existing_vertices(self, ids: list[str]) -> set[str]:
+        """Backends answer without decoding properties where they can."""
+        return {vertex.id for vertex in self._get_vertices(ids)}
+
     def get_edge(self, label: str, source: str, target: str) -> Edge | None:
         """The ``label`` edge from ``source`` to ``target``, or ``None``."""
         return self._get_edge(edge_label(label), source, target)

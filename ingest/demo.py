@@ -1,52 +1,43 @@
-"""Fill a store with the generated demo world, resolved by the generator's ground truth.
+"""The demo: a generated telco world, ingested and resolved like any real source.
 
-This is how ``journeygraph serve --demo`` gets a realistic graph without running
-identity resolution: each generated touchpoint is written to the customer the
-generator says it belongs to (provenance ``method=det, rule=generator_truth``).
-Real sources go through ingest and resolution instead.
+``journeygraph serve --demo`` and ``journeygraph load-demo`` call ``load_demo``: it
+generates the world's six source systems into a folder and runs each through the
+ingest pipeline with its built-in mapping, richest keys first (CRM, then shops,
+care, clickstream, network, billing), so identity resolution does the real work and
+the demo graph is what an operator's data would give.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from itertools import islice
+from pathlib import Path
+from typing import Final
 
-from graph import GraphStore
-from graph.model import customer_id
-from ingest.graph_writer import GraphWriter, ResolvedTouchpoint, WriteSummary
-from ingest.touchpoint import Touchpoint
+from ingest.generator import generate_world
+from ingest.mapping import load_mapping
+from ingest.pipeline import Ingestor, IngestSummary, Progress
 
-TRUTH_RULE = "generator_truth"
+SOURCE_ORDER: Final = ("crm", "retail", "care", "clickstream", "network", "billing")
+"""The generator's sources, in the order that lets most customers form before merging."""
 
 
-def _resolved(world: Iterator[tuple[str, Touchpoint]]) -> Iterator[ResolvedTouchpoint]:
-    for person, touchpoint in world:
-        yield ResolvedTouchpoint(customer_id(person), touchpoint, rule=TRUTH_RULE)
+def ingest_world(
+    ingestor: Ingestor, world: Path, progress: Progress | None = None
+) -> IngestSummary:
+    """Ingest every source of a generated world folder with the built-in mappings."""
+    total = IngestSummary()
+    for source in SOURCE_ORDER:
+        total.add(ingestor.ingest_paths([world], load_mapping(source), progress))
+    return total
 
 
 def load_demo(
-    store: GraphStore,
+    ingestor: Ingestor,
     customers: int,
     seed: int,
-    progress: Callable[[int], None] | None = None,
-    batch_size: int = 20_000,
-    buffer_size: int = 200_000,
-) -> WriteSummary:
-    """Generate ``customers`` customers with ``seed`` and write them into ``store``."""
-    from ingest.generator import iter_world
-
-    writer = GraphWriter(store)
-    total = WriteSummary()
-    seen: set[str] = set()
-    resolved = _resolved(iter_world(customers, seed))
-    # The generator yields file by file; buffering and sorting by customer lets most
-    # customers arrive whole, so their chains are written once instead of relinked.
-    while buffer := sorted(islice(resolved, buffer_size), key=lambda item: item.customer):
-        for start in range(0, len(buffer), batch_size):
-            batch = buffer[start : start + batch_size]
-            total.add(writer.write(batch))
-            seen.update(item.customer for item in batch)
-            if progress is not None:
-                progress(len(seen))
-    total.customers = len(seen)
-    return total
+    world: Path,
+    progress: Progress | None = None,
+) -> IngestSummary:
+    """Generate ``customers`` customers with ``seed`` into ``world`` and ingest them."""
+    if not (world / "manifest.json").exists():
+        generate_world(world, customers, seed)
+    return ingest_world(ingestor, world, progress)

@@ -1,0 +1,144 @@
+"""The Parquet lake: every accepted, resolved touchpoint, the analytics copy.
+
+Layout: ``ROOT/touchpoints/month=YYYY-MM/<part>.parquet`` (Hive partitioning by the
+touchpoint's UTC month: partitions by day made ~1,800 files of a handful of rows
+for one chunk of CRM records that span years, and reading them back cost more than
+the month pruning saves), each file the frame's columns plus ``customer`` (the
+customer the touchpoint was resolved to when it was written) and ``batch`` (the
+write's sequence number). Customers merged later resolve through the identity
+index's merge map, which readers apply (``touchpoints(..., merge_map)``), so the lake
+is append-only and never rewritten.
+
+A write is idempotent by its part name: writing the same part again replaces its
+files, so a chunk re-done after an interruption leaves no duplicates. Files are
+written under a temporary name and renamed, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from graph.errors import InvalidInput
+
+_PART: Final = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
+TOUCHPOINTS: Final = "touchpoints"
+
+
+class Lake:
+    """Append-only, month-partitioned Parquet files of resolved touchpoints."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.touchpoint_root = root / TOUCHPOINTS
+
+    def append(self, frame: pa.Table, customers: pa.Array[Any], part: str, batch: int) -> int:
+        """Write ``frame`` with its ``customers`` as part ``part``; returns rows written.
+
+        Re-writing a part replaces it (idempotent re-runs).
+        """
+        if not _PART.match(part):
+            raise InvalidInput(f"lake part name {part!r} must be 1-120 of A-Z a-z 0-9 _ . -")
+        if len(customers) != frame.num_rows:
+            raise InvalidInput("one customer per touchpoint is required")
+        self.remove_part(part)
+        if frame.num_rows == 0:
+            return 0
+        table = frame.append_column("customer", customers).append_column(
+            "batch", pa.array(np.full(frame.num_rows, batch, np.int64))
+        )
+        days = pc.strftime(table.column("ts"), format="%Y-%m")
+        order = pc.sort_indices(days)
+        table = table.take(order)
+        days = days.take(order)
+        bounds = _run_bounds(days)
+        for start, stop in bounds:
+            day = days[start].as_py()
+            folder = self.touchpoint_root / f"month={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            final = folder / f"{part}.parquet"
+            temporary = folder / f".{part}.parquet.tmp"
+            pq.write_table(table.slice(start, stop - start), temporary, compression="zstd")
+            os.replace(temporary, final)
+        return frame.num_rows
+
+    def remove_part(self, part: str) -> None:
+        """Delete every file of one part (no error if there is none)."""
+        if not self.touchpoint_root.exists():
+            return
+        for path in self.touchpoint_root.glob(f"month=*/{part}.parquet"):
+            path.unlink()
+
+    def files(self) -> list[Path]:
+        """Every Parquet file of the lake, sorted."""
+        if not self.touchpoint_root.exists():
+            return []
+        return sorted(self.touchpoint_root.glob("month=*/*.parquet"))
+
+    def relation(
+        self, connection: duckdb.DuckDBPyConnection, merge_map: Mapping[str, str] | None = None
+    ) -> duckdb.DuckDBPyRelation | None:
+        """All touchpoints as a DuckDB relation with ``customer`` mapped to survivors.
+
+        None when the lake is empty.
+        """
+        files = self.files()
+        if not files:
+            return None
+        paths = [str(path) for path in files]
+        relation = connection.read_parquet(paths, hive_partitioning=True)
+        if not merge_map:
+            return relation
+        mapping = pa.table(
+            {"loser": list(merge_map), "survivor": [merge_map[k] for k in merge_map]}
+        )
+        connection.register("_merge_map", mapping)
+        connection.register("_lake", relation)
+        return connection.sql(
+            "SELECT * REPLACE (coalesce(m.survivor, t.customer) AS customer) "
+            "FROM _lake t LEFT JOIN _merge_map m ON t.customer = m.loser"
+        )
+
+    def touchpoints(
+        self,
+        columns: Sequence[str] | None = None,
+        merge_map: Mapping[str, str] | None = None,
+    ) -> pa.Table:
+        """The whole lake (or some columns) as one Arrow table, customers mapped."""
+        connection = duckdb.connect()
+        try:
+            relation = self.relation(connection, merge_map)
+            if relation is None:
+                return pa.table({})
+            if columns:
+                relation = relation.select(*columns)
+            return relation.to_arrow_table()
+        finally:
+            connection.close()
+
+    def clear(self) -> None:
+        """Remove every file (for tests and full rebuilds)."""
+        shutil.rmtree(self.touchpoint_root, ignore_errors=True)
+
+
+def _run_bounds(sorted_values: pa.Array[Any]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal values in a sorted string array."""
+    if len(sorted_values) == 0:
+        return []
+    if isinstance(sorted_values, pa.ChunkedArray):
+        sorted_values = sorted_values.combine_chunks()
+    encoded: Any = pc.dictionary_encode(sorted_values)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.diff(codes) != 0) + 1
+    edges = [0, *starts.tolist(), len(codes)]
+    return list(zip(edges[:-1], edges[1:], strict=False))

@@ -1,0 +1,228 @@
+"""The ingest pipeline: exactly once, resumable, quarantining, chains right, merges moved."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graph import EmbeddedStore, GraphStore
+from ingest.mapping import load_mapping
+from ingest.pipeline import Ingestor
+from ingest.quarantine import read_quarantine
+
+T0 = datetime(2024, 3, 1, 9, tzinfo=UTC)
+CANONICAL = load_mapping("canonical")
+
+
+def event(n: int, hours: float, source: str = "app", **identifiers: str) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n:04d}",
+        "source": source,
+        "event_type": f"step_{n % 7}",
+        "channel": "app",
+        "ts": (T0 + timedelta(hours=hours)).isoformat(),
+        "identifiers": identifiers,
+    }
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EmbeddedStore:
+    return EmbeddedStore(tmp_path / "graph.db")
+
+
+def chain_of(store: GraphStore, customer: str) -> list[str]:
+    """The customer's timeline, checked to be linked by exactly its NEXT edges."""
+    timeline = [v.id for v in store.timeline(customer)]
+    for earlier, later in zip(timeline, timeline[1:], strict=False):
+        assert store.get_edge("NEXT", earlier, later) is not None, (earlier, later)
+    return timeline
+
+
+def test_a_file_lands_in_graph_and_lake_and_a_rerun_changes_nothing(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    rows = [event(n, n, msisdn="07700 900001") for n in range(5)]
+    rows += [event(10 + n, n, email="Bob@Example.com") for n in range(3)]
+    path = write_jsonl(tmp_path / "events.jsonl", rows)
+    ingestor = Ingestor(store, tmp_path / "work", chunk_rows=3)
+    summary = ingestor.ingest_paths([path], CANONICAL)
+    assert (summary.read, summary.accepted, summary.quarantined) == (8, 8, 0)
+    assert summary.customers_created == 2
+    assert store.count("Touchpoint") == 8
+    assert store.count_edges("NEXT") == 4 + 2
+    assert ingestor.lake.touchpoints(["event_id"]).num_rows == 8
+
+    again = ingestor.ingest_paths([path], CANONICAL)
+    assert again.files_skipped == 1 and again.accepted == 0
+    copy = write_jsonl(tmp_path / "copy.jsonl", rows)
+    duplicate = ingestor.ingest_paths([copy], CANONICAL)
+    assert duplicate.files_skipped == 1  # same content, another name
+    assert store.count("Touchpoint") == 8
+    assert ingestor.lake.touchpoints(["event_id"]).num_rows == 8
+
+
+def test_events_of_one_customer_arriving_out_of_order_are_chained_in_time_order(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    ingestor = Ingestor(store, tmp_path / "work")
+    late = write_jsonl(tmp_path / "late.jsonl", [event(n, n * 2) for n in range(1, 4)])
+    early = write_jsonl(tmp_path / "early.jsonl", [event(n, n * 2 - 5) for n in range(4, 7)])
+    for path in (late, early):
+        for row_path in (path,):
+            rows = [json.loads(line) for line in row_path.read_text().splitlines()]
+            for row in rows:
+                row["identifiers"] = {"msisdn": "+447700900001"}
+            write_jsonl(row_path, rows)
+        ingestor.ingest_paths([path], CANONICAL)
+    customer = ingestor.index.customer_of("id:msisdn:+447700900001")
+    assert customer is not None
+    timeline = chain_of(store, customer)
+    assert len(timeline) == 6
+    assert store.count_edges("NEXT") == 5
+
+
+def test_bad_rows_are_quarantined_with_position_and_reasons(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    rows: list[Any] = [event(1, 1, msisdn="+447700900001")]
+    rows.append({**event(2, 2), "ts": "1800-01-01T00:00:00Z"})
+    rows.append("{not json")
+    rows.append({**event(3, 3), "identifiers": {"msisdn": "7" * 10_000}})
+    rows.append(event(4, 4, msisdn="+447700900001"))
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    ingestor = Ingestor(store, tmp_path / "work")
+    summary = ingestor.ingest_paths([path], CANONICAL)
+    assert (summary.read, summary.accepted, summary.quarantined) == (5, 2, 3)
+    rejected = list(read_quarantine(ingestor.quarantine_path("canonical")))
+    assert [row.row for row in rejected] == [2, 3, 4]
+    assert all(row.reasons and row.origin == str(path) for row in rejected)
+    assert store.count("Touchpoint") == 2
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_an_interrupted_run_resumes_without_loss_or_duplicates(
+    tmp_path: Path, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows: list[Any] = []
+    for n in range(40):
+        rows.append(event(n, n, msisdn=f"+4477009000{n % 4:02d}"))
+        if n % 10 == 3:
+            rows.append({**event(1000 + n, n), "ts": "not a time"})
+    path = write_jsonl(tmp_path / "events.jsonl", rows)
+
+    clean_store = EmbeddedStore(tmp_path / "clean.db")
+    clean = Ingestor(clean_store, tmp_path / "clean", chunk_rows=7)
+    clean.ingest_paths([path], CANONICAL)
+
+    ingestor = Ingestor(store, tmp_path / "work", chunk_rows=7)
+    calls = {"n": 0}
+    real_append = ingestor.lake.append
+
+    def crash_on_third(*args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Crash("power cut after the graph write, before the lake")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(ingestor.lake, "append", crash_on_third)
+    with pytest.raises(Crash):
+        ingestor.ingest_paths([path], CANONICAL)
+    ingestor.close()
+
+    resumed = Ingestor(store, tmp_path / "work", chunk_rows=7)
+    resumed.ingest_paths([path], CANONICAL)
+
+    lake = resumed.lake.touchpoints(["event_id"]).column("event_id").to_pylist()
+    assert sorted(lake) == sorted(
+        clean.lake.touchpoints(["event_id"]).column("event_id").to_pylist()
+    )
+    assert len(lake) == len(set(lake)) == 40
+    assert store.count("Touchpoint") == clean_store.count("Touchpoint") == 40
+    assert store.count_edges("NEXT") == clean_store.count_edges("NEXT") == 36
+    quarantined = list(read_quarantine(resumed.quarantine_path("canonical")))
+    assert len(quarantined) == 4
+
+
+def test_a_merge_moves_touchpoints_identifiers_and_chains_to_the_survivor(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    ingestor = Ingestor(store, tmp_path / "work")
+    web = write_jsonl(tmp_path / "web.jsonl", [event(n, n * 2, cookie="c1") for n in range(3)])
+    calls = write_jsonl(
+        tmp_path / "calls.jsonl",
+        [event(10 + n, n * 2 + 1, msisdn="+447700900001") for n in range(3)],
+    )
+    login = write_jsonl(
+        tmp_path / "login.jsonl", [event(20, 9, cookie="c1", msisdn="+447700900001")]
+    )
+    for path in (web, calls):
+        ingestor.ingest_paths([path], CANONICAL)
+    assert store.count("Customer") == 2
+    summary = ingestor.ingest_paths([login], CANONICAL)
+    assert summary.customers_merged == 1
+    assert store.count("Customer") == 1
+    survivor = ingestor.index.customer_of("id:cookie:c1")
+    assert survivor is not None
+    timeline = chain_of(store, survivor)
+    assert len(timeline) == 7
+    assert store.count_edges("NEXT") == 6
+    identifiers = {n.vertex.id for n in store.neighbours(survivor, "out", ["HAS_IDENTIFIER"])}
+    assert identifiers == {"id:cookie:c1", "id:msisdn:+447700900001"}
+
+
+def test_the_stream_ingests_micro_batches_and_quarantines_bad_lines(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    from ingest.stream import StreamOptions, run_stream
+
+    lines = [json.dumps(event(n, n, msisdn=f"+4477009000{n % 3:02d}")).encode() for n in range(50)]
+    lines.insert(10, b"{broken")
+    lines.insert(30, b"")
+    ingestor = Ingestor(store, tmp_path / "work")
+    seen: list[int] = []
+    summary = run_stream(
+        ingestor,
+        iter(lines),
+        CANONICAL,
+        StreamOptions(batch_size=8, max_wait=0.05),
+        progress=lambda total: seen.append(total.read),
+    )
+    assert (summary.accepted, summary.quarantined) == (50, 1)
+    assert len(seen) >= 6 and seen == sorted(seen)
+    assert store.count("Touchpoint") == 50
+    assert store.count_edges("NEXT") == 50 - 3
+    [bad] = read_quarantine(ingestor.quarantine_path("canonical"))
+    assert bad.row == 11 and bad.origin == "stream"
+
+
+def test_follow_reads_lines_appended_while_it_runs(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from ingest.stream import follow
+
+    path = tmp_path / "growing.jsonl"
+    path.write_bytes(b"one\n")
+
+    def append_later() -> None:
+        time.sleep(0.1)
+        with path.open("ab") as handle:
+            handle.write(b"tw")
+            handle.flush()
+            time.sleep(0.1)
+            handle.write(b"o\nthree\n")
+
+    threading.Thread(target=append_later).start()
+    assert list(follow(path, poll=0.02, idle_exit=0.5)) == [b"one\n", b"two\n", b"three\n"]
