@@ -269,6 +269,86 @@ def resolve(
     _emit(result, as_json, "resolution")
 
 
+@app.command()
+def merge(
+    customers: Annotated[list[str], typer.Argument(help="two or more customer ids")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Merge customers into the oldest of them (a data steward's decision)."""
+    from api.bootstrap import open_ingestor
+    from ingest.resolution.operations import merge_customers
+
+    settings = get_settings()
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            survivor = merge_customers(ingestor, customers)
+        except JourneyGraphError as error:
+            raise _fail(error) from error
+        finally:
+            ingestor.close()
+    _emit(
+        {"survivor": survivor, "merged": [c for c in customers if c != survivor]}, as_json, "merged"
+    )
+
+
+@app.command()
+def detach(
+    customer: Annotated[str, typer.Argument(help="the customer id")],
+    identifier: Annotated[str, typer.Argument(help="identifier id, e.g. id:email:ann@example.com")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Move an identifier, and the touchpoints carrying it, to a new customer (a split)."""
+    from api.bootstrap import open_ingestor
+    from ingest.resolution.operations import detach_identifier
+
+    settings = get_settings()
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            done = detach_identifier(ingestor, customer, identifier)
+        except JourneyGraphError as error:
+            raise _fail(error) from error
+        finally:
+            ingestor.close()
+    _emit(
+        {
+            "customer": done.customer,
+            "new_customer": done.new_customer,
+            "touchpoints_moved": done.touchpoints_moved,
+        },
+        as_json,
+        "detached",
+    )
+
+
+@app.command()
+def review(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Open pairs of the review queue (between the thresholds, or two MSISDNs)."""
+    from api.bootstrap import open_ingestor
+    from ingest.resolution.operations import review_queue
+
+    settings = get_settings()
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            pairs = review_queue(ingestor, limit)
+        finally:
+            ingestor.close()
+    if as_json:
+        sys.stdout.write(json.dumps(pairs, indent=2) + "\n")
+        return
+    table = Table(title=f"{len(pairs)} open review pairs")
+    for name in ("customer_l", "customer_r", "record_l", "record_r", "probability"):
+        table.add_column(name)
+    for pair in pairs:
+        table.add_row(*(str(pair[name]) for name in pair))
+    Console().print(table)
+
+
 def _estimated_rows(path: Path) -> int:
     """Rows in a file: exact for Parquet, from the size for text (a bar needs a total)."""
     if path.suffix == ".parquet":

@@ -268,8 +268,9 @@ def relink_chains(
             return 0, 0
         connection.register("_now", new_rel)
         new_pairs = connection.sql(_CHAIN_SQL.format(source="_now")).to_arrow_table()
-        old_rel = lake.relation(connection, before_map)
-        assert old_rel is not None
+        old_rel = lake.relation(connection, before_map, max_batch=watermark)
+        if old_rel is None:
+            raise RuntimeError("the lake emptied while relinking")
         connection.register("_then_all", old_rel)
         survivors = pa.table(
             {"loser": list(after), "survivor": [after[k] for k in after]}
@@ -281,8 +282,7 @@ def relink_chains(
         connection.execute(
             "CREATE TEMP TABLE _then AS SELECT t.* FROM _then_all t "
             "LEFT JOIN _after_map m ON t.customer = m.loser "
-            f"WHERE t.batch <= {int(watermark)} "
-            "AND coalesce(m.survivor, t.customer) IN (SELECT customer FROM _affected)"
+            "WHERE coalesce(m.survivor, t.customer) IN (SELECT customer FROM _affected)"
         )
         old_customers = connection.sql("SELECT DISTINCT customer FROM _then").to_arrow_table()
         connection.register("_affected", old_customers)

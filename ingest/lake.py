@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from graph.errors import InvalidInput
+from ingest.frame import FRAME_SCHEMA
 
 _PART: Final = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 TOUCHPOINTS: Final = "touchpoints"
@@ -86,17 +87,30 @@ class Lake:
         return sorted(self.touchpoint_root.glob("month=*/*.parquet"))
 
     def relation(
-        self, connection: duckdb.DuckDBPyConnection, merge_map: Mapping[str, str] | None = None
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        merge_map: Mapping[str, str] | None = None,
+        max_batch: int | None = None,
     ) -> duckdb.DuckDBPyRelation | None:
         """All touchpoints as a DuckDB relation with ``customer`` mapped to survivors.
 
-        None when the lake is empty.
+        A touchpoint written again later (a correction: ``detach`` moved it to another
+        customer) counts once, as its latest write. ``max_batch`` gives the lake as it
+        was after that batch. None when the lake is empty.
         """
         files = self.files()
         if not files:
             return None
         paths = [str(path) for path in files]
         relation = connection.read_parquet(paths, hive_partitioning=True)
+        if max_batch is not None:
+            relation = relation.filter(f"batch <= {int(max_batch)}")
+        if self.corrections.exists():
+            connection.register("_written", relation)
+            relation = connection.sql(
+                "SELECT * FROM _written "
+                "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY batch DESC) = 1"
+            )
         if not merge_map:
             return relation
         mapping = pa.table(
@@ -107,6 +121,23 @@ class Lake:
         return connection.sql(
             "SELECT * REPLACE (coalesce(m.survivor, t.customer) AS customer) "
             "FROM _lake t LEFT JOIN _merge_map m ON t.customer = m.loser"
+        )
+
+    @property
+    def corrections(self) -> Path:
+        """A marker that some touchpoints were written twice (readers then dedupe)."""
+        return self.root / "corrections"
+
+    def correct(self, rows: pa.Table, customer: str, part: str, batch: int) -> int:
+        """Re-write touchpoints (lake rows) under another customer, as a newer part."""
+        self.corrections.parent.mkdir(parents=True, exist_ok=True)
+        self.corrections.touch()
+        frame = rows.drop_columns(
+            [n for n in ("customer", "batch", "month") if n in rows.column_names]
+        )
+        customers = pa.array([customer] * rows.num_rows, pa.string())
+        return self.append(
+            frame.select(FRAME_SCHEMA.names).cast(FRAME_SCHEMA), customers, part, batch
         )
 
     def touchpoints(

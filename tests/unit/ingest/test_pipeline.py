@@ -226,3 +226,42 @@ def test_follow_reads_lines_appended_while_it_runs(tmp_path: Path) -> None:
 
     threading.Thread(target=append_later).start()
     assert list(follow(path, poll=0.02, idle_exit=0.5)) == [b"one\n", b"two\n", b"three\n"]
+
+
+def test_a_manual_merge_then_a_detach_move_touchpoints_and_chains_both_ways(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    from graph.errors import InvalidInput
+    from ingest.resolution.operations import detach_identifier, merge_customers
+
+    ingestor = Ingestor(store, tmp_path / "work")
+    rows = [event(n, n * 2, msisdn="+447700900001") for n in range(3)]
+    rows += [event(10 + n, n * 2 + 1, email="ann@example.com") for n in range(2)]
+    ingestor.ingest_paths([write_jsonl(tmp_path / "a.jsonl", rows)], CANONICAL)
+    line = ingestor.index.customer_of("id:msisdn:+447700900001")
+    mail = ingestor.index.customer_of("id:email:ann@example.com")
+    assert line and mail and line != mail
+
+    survivor = merge_customers(ingestor, [mail, line])
+    assert survivor == line  # the older customer survives
+    assert store.count("Customer") == 1
+    assert len(chain_of(store, survivor)) == 5
+    assert ingestor.index.survivor(mail) == survivor
+
+    done = detach_identifier(ingestor, mail, "id:email:ann@example.com")
+    assert (done.customer, done.touchpoints_moved) == (survivor, 2)
+    assert len(chain_of(store, survivor)) == 3
+    assert len(chain_of(store, done.new_customer)) == 2
+    assert store.count_edges("NEXT") == 2 + 1
+    assert ingestor.index.customer_of("id:email:ann@example.com") == done.new_customer
+    customers = ingestor.lake.touchpoints(["event_id", "customer"], ingestor.index.merge_map())
+    assert customers.num_rows == 5
+    assert customers.column("customer").to_pylist().count(done.new_customer) == 2
+
+    # A later event with the detached email follows it to its new customer.
+    later = write_jsonl(tmp_path / "b.jsonl", [event(30, 20, email="ann@example.com")])
+    ingestor.ingest_paths([later], CANONICAL)
+    assert len(chain_of(store, done.new_customer)) == 3
+
+    with pytest.raises(InvalidInput, match="at least two"):
+        merge_customers(ingestor, [survivor, survivor])
