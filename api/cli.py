@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +24,10 @@ from rich.table import Table
 from api.bootstrap import open_store
 from api.settings import Settings, get_settings
 from graph import GraphStore, JourneyGraphError
+
+if TYPE_CHECKING:
+    from ingest.mapping import SourceMapping
+    from ingest.pipeline import Ingestor
 
 app = typer.Typer(
     name="journeygraph",
@@ -146,28 +152,15 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest files of one source: validate, quarantine, resolve, write graph and lake."""
-    from api.bootstrap import open_ingestor
-    from ingest.mapping import load_mapping
-
-    settings = get_settings()
-    try:
-        mapping = load_mapping(source)
-    except JourneyGraphError as error:
-        raise _fail(error) from error
-    with _open(settings) as store:
-        ingestor = open_ingestor(settings, store)
-        try:
-            files = ingestor.expand(paths, mapping)
-            total = sum(_estimated_rows(path) for path, _ in files)
-            with _progress() as progress:
-                task = progress.add_task(f"ingesting {mapping.source}", total=total)
-                summary = ingestor.ingest_paths(
-                    paths, mapping, progress=lambda rows: progress.advance(task, rows)
-                )
-        except JourneyGraphError as error:
-            raise _fail(error) from error
-        finally:
-            ingestor.close()
+    mapping = _mapping(source)
+    with _pipeline() as ingestor:
+        files = ingestor.expand(paths, mapping)
+        total = sum(_estimated_rows(path) for path, _ in files)
+        with _progress() as progress:
+            task = progress.add_task(f"ingesting {mapping.source}", total=total)
+            summary = ingestor.ingest_paths(
+                paths, mapping, progress=lambda rows: progress.advance(task, rows)
+            )
     result: dict[str, Any] = dict(summary.as_dict())
     result["quarantine"] = str(ingestor.quarantine_path(mapping.source))
     _emit(result, as_json, f"ingested {len(files)} file(s) of {mapping.source}")
@@ -189,41 +182,30 @@ def stream(
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest JSON Lines from stdin (or a followed file) in micro-batches until it ends."""
-    from api.bootstrap import open_ingestor
-    from ingest.mapping import load_mapping
     from ingest.stream import StreamOptions, follow, read_lines, run_stream
 
-    settings = get_settings()
-    try:
-        mapping = load_mapping(source)
-    except JourneyGraphError as error:
-        raise _fail(error) from error
+    mapping = _mapping(source)
     lines = (
         follow(follow_file, idle_exit=idle_exit)
         if follow_file is not None
         else read_lines(sys.stdin.buffer)
     )
     options = StreamOptions(batch_size=batch_size, max_wait=max_wait)
-    with _open(settings) as store:
-        ingestor = open_ingestor(settings, store)
-        try:
-            summary = run_stream(
-                ingestor,
-                lines,
-                mapping,
-                options,
-                origin=str(follow_file) if follow_file else "stdin",
-                progress=lambda done: (
-                    console.print(
-                        f"streamed {done.read:,} lines, {done.quarantined:,} quarantined",
-                        end="\r",
-                    )
-                    if console.is_terminal
-                    else None
-                ),
-            )
-        finally:
-            ingestor.close()
+    with _pipeline() as ingestor:
+        summary = run_stream(
+            ingestor,
+            lines,
+            mapping,
+            options,
+            origin=str(follow_file) if follow_file else "stdin",
+            progress=lambda done: (
+                console.print(
+                    f"streamed {done.read:,} lines, {done.quarantined:,} quarantined", end="\r"
+                )
+                if console.is_terminal
+                else None
+            ),
+        )
     _emit(summary.as_dict(), as_json, "stream ended")
 
 
@@ -244,28 +226,18 @@ def resolve(
     as_json: JsonFlag = False,
 ) -> None:
     """Link customers probabilistically (Splink) and optionally score against truth."""
-    from api.bootstrap import open_ingestor
     from ingest.resolution.evaluation import evaluate_lake
     from ingest.resolution.resolver import link_customers
 
-    settings = get_settings()
     result: dict[str, Any] = {}
-    with _open(settings) as store:
-        ingestor = open_ingestor(settings, store)
-        try:
-            if probabilistic:
-                with console.status("linking customers with Splink"):
-                    linked = link_customers(ingestor, settings.ingest_path / "models", model)
-                result["probabilistic"] = linked.as_dict()
-            if evaluate is not None:
-                truth = evaluate / "truth" / "records.parquet" if evaluate.is_dir() else evaluate
-                result["evaluation"] = evaluate_lake(
-                    ingestor.lake, ingestor.index.merge_map(), truth
-                )
-        except (JourneyGraphError, OSError, ValueError) as error:
-            raise _fail(error) from error
-        finally:
-            ingestor.close()
+    with _pipeline() as ingestor:
+        if probabilistic:
+            with console.status("linking customers with Splink"):
+                linked = link_customers(ingestor, ingestor.workdir / "models", model)
+            result["probabilistic"] = linked.as_dict()
+        if evaluate is not None:
+            truth = evaluate / "truth" / "records.parquet" if evaluate.is_dir() else evaluate
+            result["evaluation"] = evaluate_lake(ingestor.lake, ingestor.index.merge_map(), truth)
     _emit(result, as_json, "resolution")
 
 
@@ -275,18 +247,10 @@ def merge(
     as_json: JsonFlag = False,
 ) -> None:
     """Merge customers into the oldest of them (a data steward's decision)."""
-    from api.bootstrap import open_ingestor
     from ingest.resolution.operations import merge_customers
 
-    settings = get_settings()
-    with _open(settings) as store:
-        ingestor = open_ingestor(settings, store)
-        try:
-            survivor = merge_customers(ingestor, customers)
-        except JourneyGraphError as error:
-            raise _fail(error) from error
-        finally:
-            ingestor.close()
+    with _pipeline() as ingestor:
+        survivor = merge_customers(ingestor, customers)
     _emit(
         {"survivor": survivor, "merged": [c for c in customers if c != survivor]}, as_json, "merged"
     )
@@ -299,18 +263,10 @@ def detach(
     as_json: JsonFlag = False,
 ) -> None:
     """Move an identifier, and the touchpoints carrying it, to a new customer (a split)."""
-    from api.bootstrap import open_ingestor
     from ingest.resolution.operations import detach_identifier
 
-    settings = get_settings()
-    with _open(settings) as store:
-        ingestor = open_ingestor(settings, store)
-        try:
-            done = detach_identifier(ingestor, customer, identifier)
-        except JourneyGraphError as error:
-            raise _fail(error) from error
-        finally:
-            ingestor.close()
+    with _pipeline() as ingestor:
+        done = detach_identifier(ingestor, customer, identifier)
     _emit(
         {
             "customer": done.customer,
@@ -328,16 +284,10 @@ def review(
     as_json: JsonFlag = False,
 ) -> None:
     """Open pairs of the review queue (between the thresholds, or two MSISDNs)."""
-    from api.bootstrap import open_ingestor
     from ingest.resolution.operations import review_queue
 
-    settings = get_settings()
-    with _open(settings) as store:
-        ingestor = open_ingestor(settings, store)
-        try:
-            pairs = review_queue(ingestor, limit)
-        finally:
-            ingestor.close()
+    with _pipeline() as ingestor:
+        pairs = review_queue(ingestor, limit)
     if as_json:
         sys.stdout.write(json.dumps(pairs, indent=2) + "\n")
         return
@@ -347,6 +297,31 @@ def review(
     for pair in pairs:
         table.add_row(*(str(pair[name]) for name in pair))
     Console().print(table)
+
+
+@contextmanager
+def _pipeline() -> Iterator[Ingestor]:
+    """The configured store and ingest pipeline; domain errors end the command cleanly."""
+    from api.bootstrap import open_ingestor
+
+    settings = get_settings()
+    with _open(settings) as store:
+        ingestor = open_ingestor(settings, store)
+        try:
+            yield ingestor
+        except (JourneyGraphError, OSError, ValueError) as error:
+            raise _fail(error) from error
+        finally:
+            ingestor.close()
+
+
+def _mapping(source: str) -> SourceMapping:
+    from ingest.mapping import load_mapping
+
+    try:
+        return load_mapping(source)
+    except JourneyGraphError as error:
+        raise _fail(error) from error
 
 
 def _estimated_rows(path: Path) -> int:
