@@ -179,6 +179,10 @@ def stream(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 5_000,
     max_wait: Annotated[float, typer.Option(help="seconds before a partial batch goes")] = 0.5,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="a Splink model (from resolve): link each micro-batch with it too"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest JSON Lines from stdin (or a followed file) in micro-batches until it ends."""
@@ -192,6 +196,10 @@ def stream(
     )
     options = StreamOptions(batch_size=batch_size, max_wait=max_wait)
     with _pipeline() as ingestor:
+        if model is not None:
+            from ingest.resolution.resolver import IncrementalLinker
+
+            ingestor.incremental = IncrementalLinker(ingestor, model)
         summary = run_stream(
             ingestor,
             lines,

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +46,7 @@ from ingest.readers import frame_from_records, read_file
 from ingest.resolution.deterministic import (
     DeterministicResolver,
     IdentityIndex,
+    Link,
     ResolutionSettings,
 )
 
@@ -92,6 +93,18 @@ class IngestSummary:
         result["seconds"] = round(self.seconds, 3)
         result["rows_per_second"] = round(self.read / self.seconds) if self.seconds else 0
         return result
+
+
+class BatchLinker(Protocol):
+    """A stage that links a freshly resolved batch to customers known before."""
+
+    def link(self, frame: pa.Table, customers: pa.Array[Any]) -> dict[str, str]:
+        """Merge customers the batch shows to be one; returns loser -> survivor."""
+        ...
+
+    def close(self) -> None:
+        """Release what the stage holds."""
+        ...
 
 
 class IngestState:
@@ -172,6 +185,8 @@ class Ingestor:
         self.state = IngestState(workdir / "ingest.sqlite")
         self.writer = FrameWriter(store)
         self.chunk_rows = chunk_rows
+        self.incremental: BatchLinker | None = None
+        """An optional probabilistic stage run on every batch (see ``resolver``)."""
         self._affected: set[str] = set()
 
     @property
@@ -289,18 +304,37 @@ class Ingestor:
             return summary
         try:
             resolution = self.resolver.resolve(frame)
-            self.writer.merge(resolution.merges)
-            self.writer.write(frame, resolution.customers, resolution.links)
-            self.lake.append(frame, resolution.customers, part, self.state.next_batch())
+            customers, links, merges = resolution.customers, resolution.links, resolution.merges
+            if self.incremental is not None:
+                more = self.incremental.link(frame, customers)
+                if more:
+                    customers, links, merges = self._after_merges(customers, links, merges, more)
+            self.writer.merge(merges)
+            self.writer.write(frame, customers, links)
+            self.lake.append(frame, customers, part, self.state.next_batch())
             self.index.commit()
         except BaseException:
             self.index.rollback()
             raise
         summary.customers_created = len(resolution.created)
-        summary.customers_merged = len(resolution.merges)
-        self._affected.update(str(c) for c in pc.unique(resolution.customers).to_pylist())
-        self._affected.update(resolution.merges.values())
+        summary.customers_merged = len(merges)
+        self._affected.update(str(c) for c in pc.unique(customers).to_pylist())
+        self._affected.update(merges.values())
         return summary
+
+    def _after_merges(
+        self,
+        customers: pa.Array[Any],
+        links: Mapping[tuple[str, str], Link],
+        merges: Mapping[str, str],
+        more: Mapping[str, str],
+    ) -> tuple[pa.Array[Any], dict[tuple[str, str], Link], dict[str, str]]:
+        """Customers, links and merges of a batch after the probabilistic stage merged more."""
+        survivor = self.index.survivor
+        mapped = pa.array([survivor(str(c)) for c in customers.to_pylist()], pa.string())
+        moved = {(survivor(c), key) for c, key in links}
+        merged = {loser: survivor(s) for loser, s in {**merges, **more}.items()}
+        return mapped, {pair: self.index.links[pair] for pair in moved}, merged
 
     def _quarantine(self, rows: Iterable[QuarantinedRow], rejects: QuarantineWriter | None) -> None:
         if rejects is not None:
@@ -349,7 +383,9 @@ class Ingestor:
         return IngestSummary(next_added=added, next_removed=removed)
 
     def close(self) -> None:
-        """Close the index and the checkpoints (the store belongs to the caller)."""
+        """Close the index, the checkpoints and any probabilistic stage (not the store)."""
+        if self.incremental is not None:
+            self.incremental.close()
         self.index.close()
         self.state.close()
 

@@ -77,7 +77,10 @@ def prepare_records(
         if comparison.nicknames:
             groups = none_for_missing(nickname_groups(cleaned))
             prepared[nickname_column(comparison.column)] = groups.to_numpy()
-    return pd.DataFrame(prepared)
+    frame = pd.DataFrame(prepared)
+    # Typed as text even when a small batch holds only nulls: DuckDB would read an
+    # all-None object column as INTEGER and reject the string comparisons.
+    return frame.astype({name: "string" for name in frame.columns if name != UNIQUE_ID})
 
 
 def nickname_column(column: str) -> str:

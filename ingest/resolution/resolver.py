@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
+import pyarrow as pa
 
 from ingest.frame import PERSON_COLUMNS
 from ingest.pipeline import Ingestor
@@ -113,12 +114,10 @@ def link_customers(
     across = pairs.loc[pairs["customer_l"] != pairs["customer_r"]]
     summary.candidate_pairs = len(pairs)
     threshold = linker.settings.link_threshold
-    conflicting = _anchor_conflicts(ingestor, across)
-    links = across.loc[(across["match_probability"] >= threshold) & ~conflicting]
-    review = across.loc[(across["match_probability"] < threshold) | conflicting]
-    summary.anchor_conflicts = int(conflicting.sum())
-    summary.linked_pairs = len(links)
-    merges = _merge_groups(ingestor, links, model_path.stem)
+    merges, review = _decide(ingestor, across, threshold, model_path.stem)
+    strong = review["match_probability"] >= threshold
+    summary.anchor_conflicts = int(strong.sum())
+    summary.linked_pairs = int((across["match_probability"] >= threshold).sum()) - int(strong.sum())
     summary.customers_merged = len(merges)
     summary.review_pairs = _queue_for_review(ingestor.workdir / "review.sqlite", review)
     if merges:
@@ -133,55 +132,116 @@ def link_customers(
     return summary
 
 
-def _anchor_conflicts(ingestor: Ingestor, pairs: pd.DataFrame) -> pd.Series:
-    """Pairs whose customers each hold a different anchor (MSISDN): two lines are two
-    subscribers, however alike their details (family members), so a person decides."""
+class IncrementalLinker:
+    """The probabilistic stage of the stream: each micro-batch's records with person
+    details are scored against every such record seen before (Splink's
+    ``find_matches_to_new_records``) and within the batch, with a trained model.
+
+    Links merge customers exactly as the batch pass does (never two customers with
+    different MSISDNs; those, and pairs below the link threshold, go to review).
+    Plug into a pipeline with ``ingestor.incremental = IncrementalLinker(ingestor, path)``.
+    """
+
+    def __init__(self, ingestor: Ingestor, model_path: Path) -> None:
+        self.ingestor = ingestor
+        self.linker = ProbabilisticLinker.load(model_path)
+        self.model = model_path.stem
+        self._customer_of: dict[str, str] = {}
+        self.records_scored = 0
+        self.seconds = 0.0
+
+    def link(self, frame: pa.Table, customers: pa.Array[Any]) -> dict[str, str]:
+        """Merge customers this batch links; returns loser -> survivor (index updated)."""
+        started = time.perf_counter()
+        if not self._customer_of:
+            known = person_records(self.ingestor)
+            if len(known):
+                self.linker.add_known(known.drop(columns=["customer"]))
+                self._customer_of.update(zip(known["unique_id"], known["customer"], strict=True))
+        batch = _with_person(frame, customers)
+        if batch.empty:
+            return {}
+        pairs = self.linker.predict_incremental(batch.drop(columns=["customer"]))
+        self._customer_of.update(zip(batch["unique_id"], batch["customer"], strict=True))
+        self.linker.add_known(batch.drop(columns=["customer"]))
+        self.records_scored += len(batch)
+        merges: dict[str, str] = {}
+        if len(pairs):
+            index = self.ingestor.index
+            pairs["customer_l"] = [
+                index.survivor(self._customer_of[u]) for u in pairs["unique_id_l"]
+            ]
+            pairs["customer_r"] = [
+                index.survivor(self._customer_of[u]) for u in pairs["unique_id_r"]
+            ]
+            across = pairs.loc[pairs["customer_l"] != pairs["customer_r"]]
+            threshold = self.linker.settings.link_threshold
+            merges, review = _decide(self.ingestor, across, threshold, self.model)
+            _queue_for_review(self.ingestor.workdir / "review.sqlite", review)
+        self.seconds += time.perf_counter() - started
+        return merges
+
+    def close(self) -> None:
+        """Release the linker's DuckDB connection."""
+        self.linker.close()
+
+
+def _with_person(frame: pa.Table, customers: pa.Array[Any]) -> pd.DataFrame:
+    """A batch's records with person details, as ``person_records`` gives the lake's."""
+    columns = ["event_id", *PERSON_COLUMNS, *_MATCH_COLUMNS]
+    table = frame.select(columns).append_column("customer", customers)
+    records = table.to_pandas()
+    records = records.loc[records[["first_name", "last_name", "dob"]].notna().any(axis=1)]
+    return records.rename(columns={"event_id": "unique_id"}).reset_index(drop=True)
+
+
+def _decide(
+    ingestor: Ingestor, across: pd.DataFrame, threshold: float, model: str
+) -> tuple[dict[str, str], pd.DataFrame]:
+    """Merge what the pairs across customers link; return the merges and the review pairs.
+
+    Pairs are taken strongest first. A pair below ``threshold`` goes to review, and so
+    does one that would put two different anchors (MSISDNs) into one customer, directly
+    or through the pairs before it: two lines are two subscribers, however alike their
+    details (family members), so a person decides. Each group merges into its oldest
+    member; the identifiers a loser brings say ``method=prob``, the model and the best
+    probability that joined it.
+    """
     index = ingestor.index
     prefix = f"id:{ingestor.resolver.settings.anchor_kind}:"
+    parent: dict[str, str] = {}
     anchors: dict[str, frozenset[str]] = {}
+    best: dict[str, float] = {}
 
-    def anchors_of(customer: str) -> frozenset[str]:
-        if customer not in anchors:
+    def root(customer: str) -> str:
+        if customer not in parent:
+            parent[customer] = customer
             anchors[customer] = frozenset(
                 key
                 for key, link in index.links_of(customer).items()
                 if key.startswith(prefix) and link.score > 0
             )
-        return anchors[customer]
-
-    flags = [
-        bool(anchors_of(str(left)) and anchors_of(str(right)))
-        and anchors_of(str(left)) != anchors_of(str(right))
-        for left, right in zip(pairs["customer_l"], pairs["customer_r"], strict=True)
-    ]
-    return pd.Series(flags, index=pairs.index, dtype=bool)
-
-
-def _merge_groups(ingestor: Ingestor, links: pd.DataFrame, model: str) -> dict[str, str]:
-    """Union the linked customers; merge each group into its oldest member.
-
-    The identifiers a loser brings now hang off the survivor because of the model:
-    their links say ``method=prob``, the model and the best probability that joined it.
-    """
-    index = ingestor.index
-    parent: dict[str, str] = {}
-    best: dict[str, float] = {}
-
-    def root(customer: str) -> str:
-        parent.setdefault(customer, customer)
         while parent[customer] != customer:
             parent[customer] = parent[parent[customer]]
             customer = parent[customer]
         return customer
 
-    for left, right, probability in zip(
-        links["customer_l"], links["customer_r"], links["match_probability"], strict=True
+    ordered = across.sort_values("match_probability", ascending=False, kind="stable")
+    to_review: list[int] = []
+    for position, (left, right, probability) in enumerate(
+        zip(ordered["customer_l"], ordered["customer_r"], ordered["match_probability"], strict=True)
     ):
+        a, b = root(str(left)), root(str(right))
+        if a == b:
+            continue
+        if probability < threshold or (anchors[a] and anchors[b] and anchors[a] != anchors[b]):
+            to_review.append(position)
+            continue
         for customer in (str(left), str(right)):
             best[customer] = max(best.get(customer, 0.0), float(probability))
-        a, b = root(str(left)), root(str(right))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+        keep, gone = min(a, b), max(a, b)
+        parent[gone] = keep
+        anchors[keep] = anchors[keep] | anchors[gone]
     groups: dict[str, list[str]] = {}
     for customer in parent:
         groups.setdefault(root(customer), []).append(customer)
@@ -197,9 +257,9 @@ def _merge_groups(ingestor: Ingestor, links: pd.DataFrame, model: str) -> dict[s
             for key in moved:
                 link = index.links.get((survivor, key))
                 if link is not None and link.method != METHOD:
-                    link.rule, link.method, link.score = model, METHOD, best[loser]
+                    link.rule, link.method, link.score = model, METHOD, best.get(loser, 0.0)
                     index.link(survivor, key, link)
-    return merges
+    return merges, ordered.iloc[to_review]
 
 
 def _queue_for_review(path: Path, pairs: pd.DataFrame) -> int:
