@@ -99,6 +99,38 @@ def status(as_json: JsonFlag = False) -> None:
     _emit(result, as_json, "store contents")
 
 
+@app.command()
+def customers(
+    identifier: Annotated[
+        str | None,
+        typer.Option(help="the customer holding this identifier, e.g. id:msisdn:+447700900123"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """Customer ids to look at: the first few in the store, or an identifier's holder."""
+    from graph import EdgeLabel, VertexLabel
+
+    with _open(get_settings()) as store:
+        if identifier is not None:
+            holders = store.neighbours(identifier, "in", [EdgeLabel.HAS_IDENTIFIER])
+            found = [n.vertex for n in holders]
+        else:
+            found = store.find_vertices(VertexLabel.CUSTOMER, limit=limit)
+    rows = [{"id": vertex.id, **vertex.properties} for vertex in found[:limit]]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+        return
+    table = Table(title=f"{len(rows)} customers")
+    for name in ("id", "first_name", "last_name", "postcode"):
+        table.add_column(name)
+    for row in rows:
+        table.add_row(
+            *(str(row.get(name, "")) for name in ("id", "first_name", "last_name", "postcode"))
+        )
+    Console().print(table)
+
+
 @app.command("load-demo")
 def load_demo_command(
     customers: Annotated[int | None, typer.Option(min=1, max=5_000_000)] = None,

@@ -56,6 +56,8 @@ def test_ingest_then_evaluate_against_the_truth(data_dir: Path, tmp_path: Path) 
     assert evaluation["not_in_lake"] == 0
     assert evaluation["pairwise"]["precision"] > 0.98
     assert evaluation["bcubed"]["f1"] > 0.9
+    listed = json.loads(runner.invoke(app, ["customers", "--limit", "3", "--json"]).stdout)
+    assert len(listed) == 3 and all(row["id"].startswith("cust:") for row in listed)
 
 
 def test_ingest_names_a_wrong_source(data_dir: Path, tmp_path: Path) -> None:
