@@ -181,6 +181,13 @@ def ingest(
     source: Annotated[
         str, typer.Option(help="a built-in source mapping (crm, billing, ...) or a YAML file")
     ],
+    link: Annotated[
+        bool,
+        typer.Option(
+            help="relink NEXT chains at the end (--no-link: leave it to the next run, "
+            "when loading several sources in a row)"
+        ),
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest files of one source: validate, quarantine, resolve, write graph and lake."""
@@ -191,7 +198,7 @@ def ingest(
         with _progress() as progress:
             task = progress.add_task(f"ingesting {mapping.source}", total=total)
             summary = ingestor.ingest_paths(
-                paths, mapping, progress=lambda rows: progress.advance(task, rows)
+                paths, mapping, progress=lambda rows: progress.advance(task, rows), link=link
             )
     result: dict[str, Any] = dict(summary.as_dict())
     result["quarantine"] = str(ingestor.quarantine_path(mapping.source))

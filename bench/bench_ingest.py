@@ -52,10 +52,14 @@ def world_run(world: Path) -> dict[str, Any]:
         read = 0
         for source in SOURCE_ORDER:
             begun = time.perf_counter()
-            summary = ingestor.ingest_paths([world], load_mapping(source))
+            summary = ingestor.ingest_paths([world], load_mapping(source), link=False)
             result[f"{source}_seconds"] = round(time.perf_counter() - begun, 2)
             read += summary.read
             result["quarantined"] = result.get("quarantined", 0) + summary.quarantined
+        begun = time.perf_counter()
+        chains = ingestor.link_chains()
+        result["chain_seconds"] = round(time.perf_counter() - begun, 2)
+        result["next_edges"] = chains.next_added
         result["ingest_seconds"] = time.perf_counter() - started
         begun = time.perf_counter()
         linked = link_customers(ingestor, Path(folder) / "models")

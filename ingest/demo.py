@@ -23,10 +23,14 @@ SOURCE_ORDER: Final = ("crm", "retail", "care", "clickstream", "network", "billi
 def ingest_world(
     ingestor: Ingestor, world: Path, progress: Progress | None = None
 ) -> IngestSummary:
-    """Ingest every source of a generated world folder with the built-in mappings."""
+    """Ingest every source of a generated world folder with the built-in mappings.
+
+    The NEXT chains are linked once, at the end.
+    """
     total = IngestSummary()
     for source in SOURCE_ORDER:
-        total.add(ingestor.ingest_paths([world], load_mapping(source), progress))
+        total.add(ingestor.ingest_paths([world], load_mapping(source), progress, link=False))
+    total.add(ingestor.link_chains())
     return total
 
 

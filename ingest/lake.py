@@ -123,6 +123,19 @@ class Lake:
             "FROM _lake t LEFT JOIN _merge_map m ON t.customer = m.loser"
         )
 
+    def customers_since(self, batch: int) -> set[str]:
+        """Customers (as written) of every touchpoint written after ``batch``."""
+        files = self.files()
+        if not files:
+            return set()
+        connection = duckdb.connect()
+        try:
+            relation = connection.read_parquet([str(path) for path in files])
+            rows = relation.filter(f"batch > {int(batch)}").select("customer").distinct()
+            return {str(customer) for (customer,) in rows.fetchall()}
+        finally:
+            connection.close()
+
     @property
     def corrections(self) -> Path:
         """A marker that some touchpoints were written twice (readers then dedupe)."""

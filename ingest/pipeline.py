@@ -205,13 +205,20 @@ class Ingestor:
         paths: Sequence[Path],
         mapping: SourceMapping,
         progress: Progress | None = None,
+        link: bool = True,
     ) -> IngestSummary:
-        """Ingest files (folders are searched for files the mapping knows), then relink."""
+        """Ingest files (folders are searched for files the mapping knows), then relink.
+
+        ``link=False`` leaves the NEXT chains to the next relink (a later run's, or
+        ``link_chains``): loading several sources in a row, each relink would rewrite
+        the chains the next source interleaves with.
+        """
         started = time.perf_counter()
         summary = IngestSummary()
         for path, origin in self.expand(paths, mapping):
             summary.add(self._ingest_file(path, origin, mapping, progress))
-        summary.add(self.link_chains())
+        if link:
+            summary.add(self.link_chains())
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -368,12 +375,19 @@ class Ingestor:
     # --- chains ------------------------------------------------------------------
 
     def link_chains(self) -> IngestSummary:
-        """Relink the NEXT chains of every customer touched since the last relink."""
-        affected = {self.index.survivor(c) for c in self._affected}
+        """Relink the NEXT chains of every customer touched since the last relink.
+
+        Touched: a customer of a touchpoint written since then (from the lake, so a
+        run that deferred its relink, or died before it, is caught up), a survivor
+        of a merge since then, or one ``mark_affected`` named.
+        """
         watermark = int(self.state.get("chain_batch", "0"))
         before_map: dict[str, str] = json.loads(self.state.get("chain_map", "{}"))
         now_batch = int(self.state.get("batch", "0"))
         after_map = self.index.merge_map()
+        touched = self._affected | self.lake.customers_since(watermark)
+        touched |= {s for loser, s in after_map.items() if before_map.get(loser) != s}
+        affected = {self.index.survivor(c) for c in touched}
         added, removed = relink_chains(
             self.store, self.lake, affected, (watermark, before_map), after_map
         )

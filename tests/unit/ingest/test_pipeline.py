@@ -265,3 +265,22 @@ def test_a_manual_merge_then_a_detach_move_touchpoints_and_chains_both_ways(
 
     with pytest.raises(InvalidInput, match="at least two"):
         merge_customers(ingestor, [survivor, survivor])
+
+
+def test_a_deferred_relink_is_caught_up_by_the_next_run(
+    tmp_path: Path, store: EmbeddedStore
+) -> None:
+    first = write_jsonl(tmp_path / "a.jsonl", [event(n, n * 2, cookie="c1") for n in range(3)])
+    second = write_jsonl(
+        tmp_path / "b.jsonl", [event(10 + n, n * 2 + 1, cookie="c1") for n in range(3)]
+    )
+    ingestor = Ingestor(store, tmp_path / "work")
+    ingestor.ingest_paths([first], CANONICAL, link=False)
+    ingestor.close()
+    assert store.count_edges("NEXT") == 0
+    later = Ingestor(store, tmp_path / "work")  # another process: nothing in memory
+    later.ingest_paths([second], CANONICAL)
+    customer = later.index.customer_of("id:cookie:c1")
+    assert customer is not None
+    assert len(chain_of(store, customer)) == 6
+    assert store.count_edges("NEXT") == 5
