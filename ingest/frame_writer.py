@@ -120,23 +120,31 @@ class FrameWriter:
         )
 
     def merge(self, merges: Mapping[str, str]) -> None:
-        """Move each merged customer's edges and details to its survivor, then drop it."""
+        """Move each merged customer's edges and details to its survivor, then drop it.
+
+        One read of the losers that exist (those founded in the same batch have no
+        vertex yet), one upsert per edge label and one delete for all of them.
+        """
         store = self.store
-        for loser, survivor in merges.items():
-            losing = store.get_vertex(loser)
-            if losing is None:
-                continue  # already merged by an earlier, interrupted attempt
-            details = {k: v for k, v in losing.properties.items() if k in PERSON_COLUMNS}
-            store.upsert_vertices(VertexLabel.CUSTOMER, [(survivor, details)])
-            moved: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-            for neighbour in store.neighbours(loser, "out", list(_CUSTOMER_EDGES)):
+        losing = store.get_vertices(list(merges))
+        if not losing:
+            return
+        details: dict[str, dict[str, Any]] = {}
+        moved: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        for vertex in losing:
+            survivor = merges[vertex.id]
+            person = {k: v for k, v in vertex.properties.items() if k in PERSON_COLUMNS}
+            details.setdefault(survivor, {}).update(person)
+            for neighbour in store.neighbours(vertex.id, "out", list(_CUSTOMER_EDGES)):
                 edge = neighbour.edge
-                moved.setdefault(edge.label, []).append(
-                    (survivor, edge.target, dict(edge.properties))
+                # Two losers may share a neighbour (a hub identifier): one edge remains.
+                moved.setdefault(edge.label, {}).setdefault((survivor, edge.target), {}).update(
+                    edge.properties
                 )
-            for label, edges in moved.items():
-                store.upsert_edges(label, edges)
-            store.delete_vertices([loser])
+        store.upsert_vertices(VertexLabel.CUSTOMER, list(details.items()))
+        for label, edges in moved.items():
+            store.upsert_edges(label, [(s, t, props) for (s, t), props in edges.items()])
+        store.delete_vertices([vertex.id for vertex in losing])
 
 
 def _customer_table(frame: pa.Table, customers: pa.Array[Any]) -> pa.Table:
