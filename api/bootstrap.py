@@ -6,10 +6,20 @@ collaborators as arguments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from api.settings import Settings
 from graph import EmbeddedStore, GraphStore
-from ingest.pipeline import Ingestor
-from ingest.resolution.deterministic import ResolutionSettings
+from ingest.lake import Lake
+
+if TYPE_CHECKING:
+    from ingest.pipeline import Ingestor
+    from journeys.frequency import FrequencyAnalyzer
+    from journeys.timelines import TimelineIndex
+
+MergeMap = Callable[[], dict[str, str]]
+"""Reads the identity merge map as it is now (loser -> survivor)."""
 
 
 def open_store(settings: Settings) -> GraphStore:
@@ -31,9 +41,34 @@ def open_store(settings: Settings) -> GraphStore:
 
 def open_ingestor(settings: Settings, store: GraphStore) -> Ingestor:
     """The ingest pipeline over ``store`` with its working folder and resolution rules."""
+    from ingest.pipeline import Ingestor
+    from ingest.resolution.deterministic import ResolutionSettings
+
     return Ingestor(
         store,
         settings.ingest_path,
         ResolutionSettings(hub_threshold=settings.hub_threshold),
         chunk_rows=settings.ingest_chunk_rows,
     )
+
+
+def open_lake(settings: Settings) -> tuple[Lake, MergeMap]:
+    """The lake the ingest pipeline writes, and a reader of the merge map to apply to it."""
+    from ingest.resolution.deterministic import read_merge_map
+
+    identity = settings.ingest_path / "identity.sqlite"
+    return Lake(settings.ingest_path / "lake"), lambda: read_merge_map(identity)
+
+
+def open_timelines(settings: Settings) -> TimelineIndex:
+    """The sorted copy of the lake's timelines that the journey analyzers read."""
+    from journeys.timelines import TimelineIndex
+
+    return TimelineIndex(*open_lake(settings))
+
+
+def open_frequency_analyzer(timelines: TimelineIndex) -> FrequencyAnalyzer:
+    """The frequency analyzer over ``timelines``."""
+    from journeys.frequency import FrequencyAnalyzer
+
+    return FrequencyAnalyzer(timelines.load)

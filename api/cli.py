@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,17 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from api.bootstrap import open_store
+from api.commands import journeys
+from api.commands._output import JsonFlag, console, emit, fail, print_json, progress_bar
 from api.settings import Settings, get_settings
 from graph import GraphStore, JourneyGraphError
 
@@ -35,36 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
-
-
-def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {error}")
-    return typer.Exit(code=2)
-
-
-def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result, default=str, indent=2) + "\n")
-        return
-    table = Table(title=title, show_header=False)
-    for key, value in result.items():
-        table.add_row(str(key), str(value))
-    Console().print(table)
+app.add_typer(journeys.app, name="journeys")
 
 
 @app.command()
@@ -77,15 +42,15 @@ def generate(
     """Generate a realistic telco world: six source systems, noisy keys, planted journeys."""
     from ingest.generator import generate_world
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("generating customers", total=customers)
         try:
             summary = generate_world(
                 out, customers, seed, progress=lambda done: progress.update(task, completed=done)
             )
         except (JourneyGraphError, ValueError, OSError) as error:
-            raise _fail(error) from error
-    _emit(summary.as_dict(), as_json, f"generated {customers:,} customers into {out}")
+            raise fail(error) from error
+    emit(summary.as_dict(), as_json, f"generated {customers:,} customers into {out}")
 
 
 @app.command()
@@ -96,7 +61,7 @@ def status(as_json: JsonFlag = False) -> None:
     with _open(get_settings()) as store:
         result: dict[str, Any] = {label.value: store.count(label) for label in VertexLabel}
         result.update({label.value: store.count_edges(label) for label in EdgeLabel})
-    _emit(result, as_json, "store contents")
+    emit(result, as_json, "store contents")
 
 
 @app.command()
@@ -119,7 +84,7 @@ def customers(
             found = store.find_vertices(VertexLabel.CUSTOMER, limit=limit)
     rows = [{"id": vertex.id, **vertex.properties} for vertex in found[:limit]]
     if as_json:
-        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+        print_json(rows)
         return
     table = Table(title=f"{len(rows)} customers")
     for name in ("id", "first_name", "last_name", "postcode"):
@@ -143,7 +108,7 @@ def load_demo_command(
         summary = _load_demo(
             settings, store, customers or settings.demo_customers, seed or settings.demo_seed
         )
-    _emit(summary, as_json, "demo world loaded")
+    emit(summary, as_json, "demo world loaded")
 
 
 @app.command()
@@ -162,7 +127,7 @@ def serve(
     try:
         settings.check_production_ready()
     except ValueError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     if demo:
         with _open(settings) as store:
             if store.count("Customer") == 0:
@@ -195,14 +160,14 @@ def ingest(
     with _pipeline() as ingestor:
         files = ingestor.expand(paths, mapping)
         total = sum(_estimated_rows(path) for path, _ in files)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"ingesting {mapping.source}", total=total)
             summary = ingestor.ingest_paths(
                 paths, mapping, progress=lambda rows: progress.advance(task, rows), link=link
             )
     result: dict[str, Any] = dict(summary.as_dict())
     result["quarantine"] = str(ingestor.quarantine_path(mapping.source))
-    _emit(result, as_json, f"ingested {len(files)} file(s) of {mapping.source}")
+    emit(result, as_json, f"ingested {len(files)} file(s) of {mapping.source}")
 
 
 @app.command()
@@ -253,7 +218,7 @@ def stream(
                 else None
             ),
         )
-    _emit(summary.as_dict(), as_json, "stream ended")
+    emit(summary.as_dict(), as_json, "stream ended")
 
 
 @app.command()
@@ -285,7 +250,7 @@ def resolve(
         if evaluate is not None:
             truth = evaluate / "truth" / "records.parquet" if evaluate.is_dir() else evaluate
             result["evaluation"] = evaluate_lake(ingestor.lake, ingestor.index.merge_map(), truth)
-    _emit(result, as_json, "resolution")
+    emit(result, as_json, "resolution")
 
 
 @app.command()
@@ -298,7 +263,7 @@ def merge(
 
     with _pipeline() as ingestor:
         survivor = merge_customers(ingestor, customers)
-    _emit(
+    emit(
         {"survivor": survivor, "merged": [c for c in customers if c != survivor]}, as_json, "merged"
     )
 
@@ -314,7 +279,7 @@ def detach(
 
     with _pipeline() as ingestor:
         done = detach_identifier(ingestor, customer, identifier)
-    _emit(
+    emit(
         {
             "customer": done.customer,
             "new_customer": done.new_customer,
@@ -336,7 +301,7 @@ def review(
     with _pipeline() as ingestor:
         pairs = review_queue(ingestor, limit)
     if as_json:
-        sys.stdout.write(json.dumps(pairs, indent=2) + "\n")
+        print_json(pairs)
         return
     table = Table(title=f"{len(pairs)} open review pairs")
     for name in ("customer_l", "customer_r", "record_l", "record_r", "probability"):
@@ -357,7 +322,7 @@ def _pipeline() -> Iterator[Ingestor]:
         try:
             yield ingestor
         except (JourneyGraphError, OSError, ValueError) as error:
-            raise _fail(error) from error
+            raise fail(error) from error
         finally:
             ingestor.close()
 
@@ -368,7 +333,7 @@ def _mapping(source: str) -> SourceMapping:
     try:
         return load_mapping(source)
     except JourneyGraphError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
 
 
 def _estimated_rows(path: Path) -> int:
@@ -387,7 +352,7 @@ def _open(settings: Settings) -> GraphStore:
     try:
         return open_store(settings)
     except JourneyGraphError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
 
 
 def _load_demo(settings: Settings, store: GraphStore, customers: int, seed: int) -> dict[str, Any]:
@@ -397,7 +362,7 @@ def _load_demo(settings: Settings, store: GraphStore, customers: int, seed: int)
     world = settings.data_dir / f"demo-world-{customers}-{seed}"
     ingestor = open_ingestor(settings, store)
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("generating and ingesting the demo world", total=None)
             summary = load_demo(
                 ingestor, customers, seed, world, lambda rows: progress.advance(task, rows)

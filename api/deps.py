@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from api.settings import Settings, get_settings
 from graph import GraphStore
 from ingest.pipeline import PushIngestor
+from journeys.frequency import FrequencyAnalyzer
 
 
 def get_store(request: Request) -> GraphStore:
@@ -23,6 +24,13 @@ def get_ingestor(request: Request) -> PushIngestor:
     return ingestor
 
 
+def get_frequency_analyzer(request: Request) -> FrequencyAnalyzer:
+    """The frequency analyzer over the lake's timelines, opened at start-up."""
+    analyzer: FrequencyAnalyzer = request.app.state.frequency
+    return analyzer
+
+
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]
+FrequencyAnalyzerDep = Annotated[FrequencyAnalyzer, Depends(get_frequency_analyzer)]

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd  # only for annotations: Arrow imports it when a frame is made
 
 from graph.errors import InvalidInput, UnknownCustomer
 from graph.model import (

@@ -1,4 +1,4 @@
-"""Journey analytics: customer 360 reads today; frequency, similarity, milestones and KPIs next."""
+"""Journey analytics: customer 360 reads, the frequency analyzer and the timelines it reads."""
 
 from journeys.customer360 import (
     CustomerProfile,
@@ -7,10 +7,25 @@ from journeys.customer360 import (
     customer_journey,
     customer_profile,
 )
+from journeys.frequency import (
+    DrillDown,
+    FrequencyAnalyzer,
+    FrequencyQuery,
+    FrequencyResult,
+    VariantQuery,
+)
+from journeys.timelines import TimelineIndex, Timelines
 
 __all__ = [
     "CustomerProfile",
+    "DrillDown",
+    "FrequencyAnalyzer",
+    "FrequencyQuery",
+    "FrequencyResult",
     "IdentifierLink",
+    "TimelineIndex",
+    "Timelines",
+    "VariantQuery",
     "customer_identifiers",
     "customer_journey",
     "customer_profile",

@@ -333,6 +333,34 @@ class IdentityIndex:
         self._db.close()
 
 
+def read_merge_map(path: Path) -> dict[str, str]:
+    """The merge map of an identity index file, read without loading the index.
+
+    Readers of the lake (the analyzers) need only this: each merged customer id and
+    the survivor it resolves to now. A missing file has merged nobody.
+    """
+    if not path.exists():
+        return {}
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        merged = dict(
+            connection.execute(
+                "SELECT customer, merged_into FROM customers WHERE merged_into IS NOT NULL"
+            ).fetchall()
+        )
+    finally:
+        connection.close()
+    resolved: dict[str, str] = {}
+    for loser in merged:
+        survivor, seen = merged[loser], 0
+        while survivor in merged:
+            survivor, seen = merged[survivor], seen + 1
+            if seen > 10_000:
+                raise RuntimeError(f"merge map has a cycle through {survivor}")
+        resolved[loser] = survivor
+    return resolved
+
+
 def new_customer_id(founding_key: str) -> str:
     """A stable customer id from the identifier or event that founded the customer."""
     digest = hashlib.blake2b(founding_key.encode(), digest_size=8).hexdigest()
