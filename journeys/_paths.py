@@ -20,6 +20,7 @@ customers or touchpoints in Python. The steps, in order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final, cast
 
 import numpy as np
@@ -66,11 +67,13 @@ class Selection:
     """Whether every customer has at most one timeline (no session split)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cut:
-    """Anchored journeys: journey ``j`` is positions ``positions[offsets[j]:offsets[j+1]]``."""
+    """Anchored journeys: journey ``j`` is ``lengths[j]`` consecutive positions of the
+    selection from ``first[j]``; ``offsets`` places them end to end (see ``positions``).
+    """
 
-    positions: Indices
+    first: Indices
     offsets: Indices
     timeline: Indices
     """The timeline of each journey."""
@@ -78,6 +81,8 @@ class Cut:
     """Whether journeys end at their anchor (their steps are numbered back from it)."""
     not_reached: int = 0
     """Anchors whose journey never reached the ``between`` anchor."""
+    tiled: bool = False
+    """Whether the journeys are the whole selection, in order (whole timelines)."""
 
     @property
     def lengths(self) -> Indices:
@@ -85,6 +90,18 @@ class Cut:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @cached_property
+    def positions(self) -> Indices:
+        """The selection position of every step of every journey, end to end."""
+        lengths = self.lengths
+        return np.arange(self.offsets[-1], dtype=np.int64) + np.repeat(
+            self.first - self.offsets[:-1], lengths
+        )
+
+    def gather(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``values`` (one per selected touchpoint) at every step of every journey."""
+        return values if self.tiled else values[self.positions]
 
 
 def select(timelines: Timelines, filters: Filters) -> Selection:
@@ -208,8 +225,13 @@ def cut(
             lengths = stop[reached] - first + 1
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    positions = np.arange(offsets[-1], dtype=np.int64) + np.repeat(first - offsets[:-1], lengths)
-    return Cut(positions, offsets, timeline.astype(np.int64), end, not_reached)
+    tiled = (
+        not end
+        and len(first) == len(selection.starts)
+        and offsets[-1] == len(selection.event)
+        and bool(np.array_equal(first, selection.starts))
+    )
+    return Cut(first, offsets, timeline.astype(np.int64), end, not_reached, tiled)
 
 
 @dataclass(frozen=True)
@@ -277,7 +299,7 @@ def step_index(journeys: Cut, max_steps: int | None) -> Indices:
     """The step (0-based) of each position of the cut: from the anchor for journeys
     that start there, aligned so the anchor is the last step for those that end there."""
     lengths = journeys.lengths
-    within = np.arange(len(journeys.positions), dtype=np.int64) - np.repeat(
+    within = np.arange(journeys.offsets[-1], dtype=np.int64) - np.repeat(
         journeys.offsets[:-1], lengths
     )
     if not journeys.aligned_end:
@@ -301,32 +323,38 @@ def links(
 ) -> list[tuple[int, int, int, int, float]]:
     """``(step, source, target, count, median gap ms)`` of each pair of consecutive steps.
 
+    ``codes``, ``steps`` and ``times`` hold every step of every journey end to end.
     The median is exact: keys and gaps are packed into one integer and sorted, so
     each link's gaps are a sorted run and its median is read from the middle.
     """
-    inside = np.ones(len(journeys.positions), bool)
-    inside[journeys.offsets[:-1][journeys.lengths > 0]] = False
-    following = np.flatnonzero(inside)
-    if len(following) == 0:
+    if journeys.offsets[-1] < 2:
         return []
-    previous = following - 1
-    keys = (steps[previous] * vocabulary + codes[previous]) * vocabulary + codes[following]
-    gaps = times[following] - times[previous]
+    # Pair every step with the one after it (whole-array slices, no gathers), then
+    # drop the pairs that straddle two journeys.
+    linked = np.ones(int(journeys.offsets[-1]) - 1, bool)
+    starts = journeys.offsets[1:-1]
+    linked[starts[starts > 0] - 1] = False
+    keys = (steps[:-1] * vocabulary + codes[:-1]) * vocabulary + codes[1:]
+    gaps = times[1:] - times[:-1]
+    keys, gaps = keys[linked], gaps[linked]
+    if len(keys) == 0:
+        return []
     if int(keys.max()) >= 2 ** (63 - GAP_BITS) or int(gaps.max()) >= 2**GAP_BITS:
         order = np.lexsort((gaps, keys))
         keys, gaps = keys[order], gaps[order]
     else:
-        packed = np.sort((keys << GAP_BITS) | gaps)
+        packed = (keys << GAP_BITS) | gaps
+        packed.sort()
         keys, gaps = packed >> GAP_BITS, packed & ((1 << GAP_BITS) - 1)
-    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-    sizes = np.diff(np.append(starts, len(keys)))
-    lower = gaps[starts + (sizes - 1) // 2]
-    upper = gaps[starts + sizes // 2]
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    sizes = np.diff(np.append(first, len(keys)))
+    lower = gaps[first + (sizes - 1) // 2]
+    upper = gaps[first + sizes // 2]
     medians = (lower + upper) / 2
     square = vocabulary * vocabulary
     return [
         (int(k // square), int(k // vocabulary % vocabulary), int(k % vocabulary), int(n), float(m))
-        for k, n, m in zip(keys[starts].tolist(), sizes.tolist(), medians.tolist(), strict=True)
+        for k, n, m in zip(keys[first].tolist(), sizes.tolist(), medians.tolist(), strict=True)
     ]
 
 

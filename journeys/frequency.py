@@ -102,6 +102,7 @@ class FrequencyQuery(TimelineOptions):
     between: str | None = Field(
         None, description="end each journey at the first later touchpoint of this event type"
     )
+    links: bool = Field(True, description="count links between steps (for a Sankey)")
 
     @model_validator(mode="after")
     def _check_between(self) -> FrequencyQuery:
@@ -114,6 +115,9 @@ class VariantQuery(TimelineOptions):
     """Whole timelines counted as variants (each customer's full sequence of event types)."""
 
     top: int = Field(10, ge=1, le=10_000)
+    links: bool = Field(
+        False, description="count links between steps (off: whole timelines make long Sankeys)"
+    )
 
 
 class JourneyCount(BaseModel):
@@ -219,7 +223,9 @@ class FrequencyAnalyzer:
         total = len(journeys)
         chosen = int(counted.counts[top].sum())
         customers_total = _distinct_customers(selection, journeys, None)
-        outside = np.setdiff1d(np.arange(len(counted.counts)), top)
+        in_top = np.zeros(len(counted.counts), bool)
+        in_top[top] = True
+        outside = np.flatnonzero(~in_top)
         if counted.customers is counted.counts:
             other_customers = int(counted.counts[outside].sum())
         else:
@@ -227,7 +233,10 @@ class FrequencyAnalyzer:
         max_steps = query.max_steps if isinstance(query, FrequencyQuery) else None
         steps = _paths.step_index(journeys, max_steps)
         vocabulary = len(names)
-        times = np.asarray(selection.ts)[journeys.positions]
+        found_links = []
+        if query.links:
+            times = journeys.gather(np.asarray(selection.ts))
+            found_links = _paths.links(journeys, steps, codes, times, vocabulary)
         return FrequencyResult(
             journeys=[
                 JourneyCount(
@@ -256,7 +265,7 @@ class FrequencyAnalyzer:
                     count=n,
                     median_seconds=median / 1000,
                 )
-                for s, a, b, n, median in _paths.links(journeys, steps, codes, times, vocabulary)
+                for s, a, b, n, median in found_links
             ],
             drop_offs=[
                 StepCount(step=s + 1, event_type=names[c], count=n)
@@ -310,8 +319,7 @@ class FrequencyAnalyzer:
             end = query.direction == "end"
             anchors, timeline = _paths.anchor(selection, code, end, query.occurrence == "every")
             journeys = _paths.cut(selection, anchors, timeline, query.max_steps, end, until)
-        codes = selection.event[journeys.positions]
-        return selection, journeys, codes
+        return selection, journeys, journeys.gather(selection.event)
 
     def _filters(self, timelines: Timelines, query: TimelineOptions) -> _paths.Filters:
         customers = None
@@ -356,21 +364,31 @@ def _share(count: int, total: int) -> float:
 
 
 def _top(counted: _paths.Counted, top: int) -> npt.NDArray[np.int64]:
-    """The ``top`` distinct journeys by count descending, then steps in name order."""
+    """The ``top`` distinct journeys by count descending, then steps in name order.
+
+    Only the journeys that can make the top are sorted: those above the ``top``-th
+    count, and of those at it (often thousands of journeys seen once), the first
+    in name order, picked by a partial sort.
+    """
     counts = counted.counts
-    if len(counts) == 0:
-        return np.zeros(0, np.int64)
     if len(counts) > top:
         threshold = np.partition(counts, len(counts) - top)[len(counts) - top]
-        candidates = np.flatnonzero(counts >= threshold)
+        above = np.flatnonzero(counts > threshold)
+        tied = np.flatnonzero(counts == threshold)
+        wanted = top - len(above)
+        if len(tied) > wanted:
+            first = pc.select_k_unstable(
+                counted.distinct.take(tied), k=wanted, sort_keys=[("dummy", "ascending")]
+            )
+            tied = tied[np.asarray(first.to_numpy(), np.int64)]
+        candidates = np.concatenate([above, tied])
     else:
         candidates = np.arange(len(counts))
     table = pa.table(
         {"count": pa.array(counts[candidates]), "steps": counted.distinct.take(candidates)}
     )
     order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("steps", "ascending")])
-    ranked = candidates[np.asarray(order.to_numpy(), np.int64)]
-    return ranked[:top].astype(np.int64)
+    return np.asarray(candidates[np.asarray(order.to_numpy(), np.int64)], np.int64)
 
 
 def _distinct_customers(

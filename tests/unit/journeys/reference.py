@@ -178,6 +178,7 @@ def frequency(
                 "median_seconds": statistics.median(gaps) / 1000,
             }
             for (s, a, b), gaps in sorted(link_gaps.items())
+            if query.links
         ],
         "drop_offs": [
             {"step": s, "event_type": e, "count": n} for (s, e), n in sorted(drops.items())

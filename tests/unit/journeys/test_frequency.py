@@ -74,6 +74,7 @@ def cases(draw: st.DrawFn) -> tuple[list[Row], FrequencyQuery]:
         "max_steps": draw(st.integers(2, 6)),
         "occurrence": draw(st.sampled_from(["first", "every"])),
         "top": draw(st.integers(1, 40)),
+        "links": draw(st.booleans()),
         "collapse_repeats": draw(st.booleans()),
         "exclude": draw(st.lists(st.sampled_from(events), max_size=2, unique=True)),
         "session_gap": draw(st.sampled_from([None, timedelta(seconds=2)])),
@@ -104,7 +105,7 @@ def test_matches_the_reference(case: tuple[list[Row], FrequencyQuery]) -> None:
 @settings(max_examples=150, deadline=None)
 @given(touchpoints().filter(lambda rows: len(rows) > 0), st.integers(1, 20), st.booleans())
 def test_variants_match_the_reference(rows: list[Row], top: int, collapse: bool) -> None:
-    query = VariantQuery(top=top, collapse_repeats=collapse)
+    query = VariantQuery(top=top, collapse_repeats=collapse, links=top % 2 == 0)
     assert run(rows, query) == reference.frequency(rows, query)
 
 
