@@ -187,7 +187,7 @@ def pm4py_peer(cache: Path, lake: Path, runs: int) -> dict[str, Any]:
         check=True,
         capture_output=True,
     )
-    data = cache / "pm4py-input.parquet"
+    data = cache / f"pm4py-input-{lake.name}.parquet"
     if not data.exists():
         import duckdb
 

@@ -157,7 +157,10 @@ class Timelines:
         for name in ARRAYS:
             np.save(staging / f"{name}.npy", getattr(self, name))
         feather.write_feather(
-            pa.table({"customer": self.customers}), staging / "customers.arrow", "uncompressed"
+            pa.table({"customer": self.customers}),
+            staging / "customers.arrow",
+            "uncompressed",
+            chunksize=max(len(self.customers), 1),
         )
         meta = {
             "format": FORMAT_VERSION,
@@ -183,8 +186,11 @@ class Timelines:
             raise InvalidInput(f"{folder} holds no timelines of format {FORMAT_VERSION}")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         customers = feather.read_table(folder / "customers.arrow", memory_map=True)
+        column = customers.column("customer")
+        # One chunk, mapped: its pages are read only when a query needs the ids.
+        ids: pa.Array[Any] = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         return cls(
-            customers=customers.column("customer").combine_chunks(),
+            customers=ids,
             offsets=arrays["offsets"],
             event=arrays["event"],
             channel=arrays["channel"],
