@@ -188,7 +188,7 @@ class Timelines:
         customers = feather.read_table(folder / "customers.arrow", memory_map=True)
         column = customers.column("customer")
         # One chunk, mapped: its pages are read only when a query needs the ids.
-        ids: pa.Array[Any] = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        ids = column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
         return cls(
             customers=ids,
             offsets=arrays["offsets"],
