@@ -188,7 +188,11 @@ class Timelines:
         customers = feather.read_table(folder / "customers.arrow", memory_map=True)
         column = customers.column("customer")
         # One chunk, mapped: its pages are read only when a query needs the ids.
-        ids = column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
+        ids = (
+            cast("pa.Array[Any]", column.chunk(0))
+            if column.num_chunks == 1
+            else pa.concat_arrays(column.chunks)
+        )
         return cls(
             customers=ids,
             offsets=arrays["offsets"],
