@@ -54,10 +54,11 @@ def open_ingestor(settings: Settings, store: GraphStore) -> Ingestor:
 
 def open_lake(settings: Settings) -> tuple[Lake, MergeMap]:
     """The lake the ingest pipeline writes, and a reader of the merge map to apply to it."""
-    from ingest.resolution.deterministic import read_merge_map
+    from ingest.resolution.deterministic import MergeMapFile
 
-    identity = settings.ingest_path / "identity.sqlite"
-    return Lake(settings.ingest_path / "lake"), lambda: read_merge_map(identity)
+    return Lake(settings.ingest_path / "lake"), MergeMapFile(
+        settings.ingest_path / "identity.sqlite"
+    )
 
 
 def open_timelines(settings: Settings) -> TimelineIndex:

@@ -298,11 +298,10 @@ class FrequencyAnalyzer:
             elements = np.flatnonzero(at)
             matches = np.searchsorted(journeys.offsets, elements, side="right") - 1
         owners = np.unique(selection.customer[journeys.timeline[matches]])
-        page = owners[drill.offset : drill.offset + drill.limit]
-        return CustomerList(
-            total=len(owners),
-            customers=[str(c) for c in timelines.customers.take(page.tolist()).to_pylist()],
-        )
+        ids = timelines.customers.take(owners.tolist())
+        ids = ids.take(pc.sort_indices(ids))
+        page = ids[drill.offset : drill.offset + drill.limit]
+        return CustomerList(total=len(owners), customers=[str(c) for c in page.to_pylist()])
 
     def _journeys(
         self, timelines: Timelines, query: FrequencyQuery | VariantQuery

@@ -52,7 +52,9 @@ class Timelines:
 
     The touchpoints of customer ``i`` (``customers[i]``) are the positions
     ``offsets[i]:offsets[i + 1]`` of ``event``, ``channel``, ``source`` and ``ts``.
-    Customers are sorted by id. ``ts`` is milliseconds since the epoch (UTC).
+    Customers are sorted by id after a full build; customers spliced in since (see
+    ``TimelineIndex``) follow in their own order. ``ts`` is milliseconds since the
+    epoch (UTC).
     """
 
     customers: pa.Array[Any]
@@ -64,6 +66,9 @@ class Timelines:
     event_types: tuple[str, ...]
     channels: tuple[str, ...]
     sources: tuple[str, ...]
+    event_ids: pa.Array[Any] | None = None
+    """Each touchpoint's event id (what orders ties in time); kept so that changes
+    can be spliced in without reading the lake again."""
 
     def __len__(self) -> int:
         return len(self.event)
@@ -147,9 +152,29 @@ class Timelines:
             event_types=tuple(event_types),
             channels=tuple(channels),
             sources=tuple(sources),
+            event_ids=_one_chunk(table.column("event_id"))
+            if "event_id" in table.column_names
+            else None,
         )
 
-    def save(self, folder: Path, signature: str) -> None:
+    def rows(self, customers: npt.NDArray[np.bool_]) -> pa.Table:
+        """The touchpoints of some customers (a flag each) as rows ``from_table`` reads."""
+        lengths = np.diff(self.offsets)
+        picked = np.flatnonzero(np.repeat(customers, lengths))
+        owners = np.repeat(np.arange(self.customer_count), lengths)[picked]
+        assert self.event_ids is not None
+        return pa.table(
+            {
+                "customer": self.customers.take(owners),
+                "event_id": self.event_ids.take(picked),
+                "event_type": pa.array(self.event_types, pa.string()).take(self.event[picked]),
+                "channel": pa.array(self.channels, pa.string()).take(self.channel[picked]),
+                "source": pa.array(self.sources, pa.string()).take(self.source[picked]),
+                "ts": pa.array(np.asarray(self.ts)[picked], pa.int64()),
+            }
+        )
+
+    def save(self, folder: Path, signature: str, state: LakeState | None = None) -> None:
         """Write to ``folder`` whole or not at all (a new folder renamed into place)."""
         staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -162,6 +187,13 @@ class Timelines:
             "uncompressed",
             chunksize=max(len(self.customers), 1),
         )
+        if self.event_ids is not None:
+            feather.write_feather(
+                pa.table({"event_id": self.event_ids}),
+                staging / "event_ids.arrow",
+                "uncompressed",
+                chunksize=max(len(self.event_ids), 1),
+            )
         meta = {
             "format": FORMAT_VERSION,
             "signature": signature,
@@ -170,8 +202,11 @@ class Timelines:
             "event_types": self.event_types,
             "channels": self.channels,
             "sources": self.sources,
+            "files": {} if state is None else state.files,
+            "corrections": None if state is None else state.corrections,
         }
         (staging / "meta.json").write_text(json.dumps(meta))
+        (staging / "merges.json").write_text(json.dumps({} if state is None else state.merges))
         retired = folder.with_name(f".{folder.name}.{os.getpid()}.old")
         if folder.exists():
             os.replace(folder, retired)
@@ -185,16 +220,15 @@ class Timelines:
         if meta is None:
             raise InvalidInput(f"{folder} holds no timelines of format {FORMAT_VERSION}")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        # One chunk each, mapped: pages are read only when a query needs the ids.
         customers = feather.read_table(folder / "customers.arrow", memory_map=True)
-        column = customers.column("customer")
-        # One chunk, mapped: its pages are read only when a query needs the ids.
-        ids = (
-            cast("pa.Array[Any]", column.chunk(0))
-            if column.num_chunks == 1
-            else pa.concat_arrays(column.chunks)
-        )
+        event_ids = None
+        if (folder / "event_ids.arrow").exists():
+            events = feather.read_table(folder / "event_ids.arrow", memory_map=True)
+            event_ids = _one_chunk(events.column("event_id"))
         return cls(
-            customers=ids,
+            event_ids=event_ids,
+            customers=_one_chunk(customers.column("customer")),
             offsets=arrays["offsets"],
             event=arrays["event"],
             channel=arrays["channel"],
@@ -217,12 +251,42 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     return meta
 
 
+@dataclass(frozen=True)
+class LakeState:
+    """What a copy of the timelines was built from: the lake's files and the merges."""
+
+    files: dict[str, tuple[int, int]]
+    """Every lake file (relative path) with its size and modification time."""
+    corrections: int | None
+    """When a touchpoint was last moved to another customer (the marker's time)."""
+    merges: dict[str, str]
+
+    @property
+    def signature(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for name in sorted(self.files):
+            size, modified = self.files[name]
+            digest.update(f"{name}\0{size}\0{modified}\n".encode())
+        digest.update(f"corrections {self.corrections}\n".encode())
+        for loser in sorted(self.merges):
+            digest.update(f"{loser}>{self.merges[loser]}\n".encode())
+        return digest.hexdigest()
+
+
 class TimelineIndex:
-    """The sorted copy of the lake's timelines, rebuilt when the lake has changed.
+    """The sorted copy of the lake's timelines, brought up to date on ``load``.
 
     ``merge_map`` gives the identity merge map (loser -> survivor) now; it is read
     on every ``load`` so merges since the last build are seen.
+
+    When the lake has only gained files since the copy was built (ingest appends
+    parts) and no touchpoint was moved by a correction, only the customers those
+    files touch, and those merged since, are read again from the lake and spliced
+    in; anything else rebuilds the copy. ``MAX_SPLICED`` bounds the splice: past
+    that share of customers a rebuild is cheaper.
     """
+
+    MAX_SPLICED: Final = 0.2
 
     def __init__(self, lake: Lake, merge_map: Callable[[], Mapping[str, str]]) -> None:
         self.lake = lake
@@ -231,52 +295,188 @@ class TimelineIndex:
         self._loaded: tuple[str, Timelines] | None = None
         self._lock = threading.Lock()  # one rebuild at a time when the service is asked twice
 
-    def signature(self, merges: Mapping[str, str]) -> str:
-        """What the copy depends on: every lake file (name, size, time) and the merges."""
-        digest = hashlib.blake2b(digest_size=16)
+    def state(self) -> LakeState:
+        """The lake's files and merges as they are now."""
+        files = {}
         for path in self.lake.files():
             stat = path.stat()
-            digest.update(f"{path.relative_to(self.lake.root)}\0{stat.st_size}\0".encode())
-            digest.update(f"{stat.st_mtime_ns}\n".encode())
-        for loser in sorted(merges):
-            digest.update(f"{loser}>{merges[loser]}\n".encode())
-        return digest.hexdigest()
+            files[str(path.relative_to(self.lake.root))] = (stat.st_size, stat.st_mtime_ns)
+        marker = self.lake.corrections
+        corrections = marker.stat().st_mtime_ns if marker.exists() else None
+        return LakeState(files, corrections, dict(self.merge_map()))
 
     def load(self) -> Timelines:
-        """The timelines as the lake has them now (rebuilt first if the copy is stale)."""
+        """The timelines as the lake has them now (brought up to date first if stale)."""
         with self._lock:
-            merges = self.merge_map()
-            signature = self.signature(merges)
+            state = self.state()
+            signature = state.signature
             if self._loaded is not None and self._loaded[0] == signature:
                 return self._loaded[1]
             meta = read_meta(self.folder)
             if meta is None or meta.get("signature") != signature:
-                self.build(merges).save(self.folder, signature)
+                updated = self._spliced(meta, state) if meta is not None else None
+                timelines = updated if updated is not None else self.build(state.merges)
+                timelines.save(self.folder, signature, state)
             timelines = Timelines.open(self.folder)
             self._loaded = (signature, timelines)
             return timelines
 
     def build(self, merges: Mapping[str, str]) -> Timelines:
         """Sort the whole lake into timelines (DuckDB does the sort, out of core if need be)."""
+        return self._read(merges, None)
+
+    def _read(self, merges: Mapping[str, str], customers: list[str] | None) -> Timelines:
+        """Timelines of the whole lake, or of some customers (as merged now)."""
         connection = duckdb.connect()
+        connection.execute("SET enable_progress_bar = false")  # keep stdout for --json
         try:
             relation = self.lake.relation(connection, merges)
             if relation is None:
                 return Timelines.from_sorted(_EMPTY_ROWS.empty_table())
             connection.register("_touchpoints", relation)
+            where = ""
+            if customers is not None:
+                connection.register("_wanted", pa.table({"customer": pa.array(customers)}))
+                where = "WHERE customer IN (SELECT customer FROM _wanted) "
             table = connection.sql(
-                "SELECT customer, event_type, channel, source, epoch_ms(ts) AS ts "
-                "FROM _touchpoints ORDER BY customer, ts, event_id"
+                "SELECT customer, event_id, event_type, channel, source, epoch_ms(ts) AS ts "
+                f"FROM _touchpoints {where}ORDER BY customer, ts, event_id"
             ).to_arrow_table()
         finally:
             connection.close()
         return Timelines.from_sorted(table)
+
+    def _spliced(self, meta: dict[str, Any], state: LakeState) -> Timelines | None:
+        """The saved copy with the customers changed since spliced in; None: rebuild.
+
+        The changed customers' timelines are their saved touchpoints (under the
+        survivor's id where they were merged since) plus the touchpoints of the
+        lake files added since: nothing else of the lake is read.
+        """
+        before = _saved_state(self.folder, meta)
+        if before is None or before.corrections != state.corrections:
+            return None
+        if any(state.files.get(name) != stat for name, stat in before.files.items()):
+            return None
+        if any(loser not in state.merges for loser in before.merges):
+            return None
+        old = Timelines.open(self.folder)
+        if old.event_ids is None:
+            return None
+        added = _added_rows(
+            [self.lake.root / name for name in state.files if name not in before.files],
+            state.merges,
+        )
+        affected: set[str] = {str(c) for c in added.column("customer").to_pylist()}
+        for loser, survivor in state.merges.items():
+            if before.merges.get(loser) != survivor:
+                affected.update({loser, survivor, before.merges.get(loser, loser)})
+        if len(affected) > max(1_000, self.MAX_SPLICED * old.customer_count):
+            return None
+        replaced = pa.array(sorted(affected), pa.string())
+        flags = np.asarray(
+            pc.is_in(old.customers, value_set=replaced).to_numpy(zero_copy_only=False), bool
+        )
+        saved = old.rows(flags)
+        if state.merges:
+            merged = pa.table(
+                {"loser": list(state.merges), "survivor": list(state.merges.values())}
+            )
+            survivors = pc.index_in(saved.column("customer"), value_set=merged.column("loser"))
+            moved = pc.coalesce(merged.column("survivor").take(survivors), saved["customer"])
+            saved = saved.set_column(0, "customer", moved)
+        fresh = Timelines.from_table(pa.concat_tables([saved, added.cast(saved.schema)]))
+        return splice(old, fresh, replaced)
+
+
+def _added_rows(files: list[Path], merges: Mapping[str, str]) -> pa.Table:
+    """The touchpoints of ``files`` as timeline rows, customers as merged now."""
+    schema = pa.schema(
+        [pa.field(n, pa.string()) for n in ("customer", "event_id", "event_type")]
+        + [pa.field("channel", pa.string()), pa.field("source", pa.string())]
+        + [pa.field("ts", pa.int64())]
+    )
+    if not files:
+        return schema.empty_table()
+    connection = duckdb.connect()
+    connection.execute("SET enable_progress_bar = false")
+    try:
+        rows = connection.read_parquet([str(f) for f in files]).select(
+            "customer, event_id, event_type, channel, source, epoch_ms(ts) AS ts"
+        )
+        table = rows.to_arrow_table().cast(schema)
+    finally:
+        connection.close()
+    if merges:
+        mapping = pa.table({"loser": list(merges), "survivor": list(merges.values())})
+        found = pc.index_in(table.column("customer"), value_set=mapping.column("loser"))
+        mapped = pc.coalesce(mapping.column("survivor").take(found), table["customer"])
+        table = table.set_column(0, "customer", mapped)
+    return table
+
+
+def _saved_state(folder: Path, meta: dict[str, Any]) -> LakeState | None:
+    try:
+        merges = json.loads((folder / "merges.json").read_text())
+    except (OSError, ValueError):
+        return None
+    files = {name: (int(size), int(modified)) for name, (size, modified) in meta["files"].items()}
+    return LakeState(files, meta.get("corrections"), merges)
+
+
+def splice(old: Timelines, fresh: Timelines, replaced: pa.Array[Any]) -> Timelines:
+    """``old`` without the ``replaced`` customers, then ``fresh`` (their new timelines).
+
+    Codes are renumbered over the union of both vocabularies, still in name order.
+    """
+    keep = np.asarray(
+        pc.invert(pc.is_in(old.customers, value_set=replaced)).to_numpy(zero_copy_only=False),
+        bool,
+    )
+    kept = np.repeat(keep, np.diff(old.offsets))
+    columns = {}
+    vocabularies = {}
+    for column in ("event", "channel", "source"):
+        names = sorted(set(old.vocabulary(column)) | set(fresh.vocabulary(column)))
+        position = {name: code for code, name in enumerate(names)}
+        parts = []
+        for timelines, mask in ((old, kept), (fresh, None)):
+            recode = np.array([position[n] for n in timelines.vocabulary(column)], np.int64)
+            codes = np.asarray(getattr(timelines, column))
+            codes = codes if mask is None else codes[mask]
+            parts.append(recode[codes] if len(recode) else codes.astype(np.int64))
+        columns[column] = _narrow(np.concatenate(parts), len(names))
+        vocabularies[column] = tuple(names)
+    lengths = np.concatenate([np.diff(old.offsets)[keep], np.diff(fresh.offsets)])
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    event_ids = None
+    if old.event_ids is not None and fresh.event_ids is not None:
+        event_ids = pa.concat_arrays([old.event_ids.filter(pa.array(kept)), fresh.event_ids])
+    return Timelines(
+        event_ids=event_ids,
+        customers=pa.concat_arrays([old.customers.filter(pa.array(keep)), fresh.customers]),
+        offsets=offsets,
+        event=columns["event"],
+        channel=columns["channel"],
+        source=columns["source"],
+        ts=np.concatenate([np.asarray(old.ts)[kept], np.asarray(fresh.ts)]),
+        event_types=vocabularies["event"],
+        channels=vocabularies["channel"],
+        sources=vocabularies["source"],
+    )
 
 
 _EMPTY_ROWS: Final = pa.schema(
     [pa.field(name, pa.string()) for name in ("customer", "event_id", "event_type", "channel")]
     + [pa.field("source", pa.string()), pa.field("ts", pa.int64())]
 )
+
+
+def _one_chunk(column: pa.ChunkedArray[Any]) -> pa.Array[Any]:
+    if column.num_chunks == 1:
+        return cast("pa.Array[Any]", column.chunk(0))
+    return pa.concat_arrays([pa.array([], column.type), *column.chunks])
 
 
 def _encode(column: pa.ChunkedArray[Any], sort: bool = True) -> tuple[npt.NDArray[Any], list[str]]:

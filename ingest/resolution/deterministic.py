@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -359,6 +360,39 @@ def read_merge_map(path: Path) -> dict[str, str]:
                 raise RuntimeError(f"merge map has a cycle through {survivor}")
         resolved[loser] = survivor
     return resolved
+
+
+class MergeMapFile:
+    """The merge map of an identity index file, read again only after the file changed.
+
+    Analyzers ask for the merge map on every query to see merges since the last one;
+    reading it means scanning the customers table, so the file's (and its WAL's)
+    size and modification time decide whether the last answer still holds.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[tuple[int, int] | None, ...] | None = None
+        self._merges: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, str]:
+        with self._lock:
+            stamp = tuple(
+                _stamp(p) for p in (self.path, self.path.with_name(f"{self.path.name}-wal"))
+            )
+            if stamp != self._stamp:
+                self._merges = read_merge_map(self.path)
+                self._stamp = stamp
+            return self._merges
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def new_customer_id(founding_key: str) -> str:

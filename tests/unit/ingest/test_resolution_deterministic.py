@@ -150,3 +150,21 @@ def test_settings_refuse_unknown_kinds_and_a_zero_threshold() -> None:
         ResolutionSettings(hub_threshold=0)
     with pytest.raises(InvalidInput, match="unknown identifier kind"):
         ResolutionSettings(anchor_kind="passport")
+
+
+def test_the_merge_map_file_is_read_again_only_after_a_change(tmp_path: Path) -> None:
+    from ingest.resolution.deterministic import MergeMapFile
+
+    index = IdentityIndex(tmp_path / "identity.sqlite")
+    for customer in ("cust:a", "cust:b", "cust:c"):
+        index.found(customer)
+    index.commit()
+    merges = MergeMapFile(tmp_path / "identity.sqlite")
+    assert merges() == {}
+    index.merge("cust:b", "cust:a", "test")
+    index.commit()
+    assert merges() == {"cust:b": "cust:a"}
+    index.merge("cust:a", "cust:c", "test")
+    index.commit()
+    assert merges() == {"cust:a": "cust:c", "cust:b": "cust:c"}
+    assert MergeMapFile(tmp_path / "absent.sqlite")() == {}
