@@ -16,6 +16,7 @@ from ingest.lake import Lake
 if TYPE_CHECKING:
     from ingest.pipeline import Ingestor
     from journeys.frequency import FrequencyAnalyzer
+    from journeys.similarity import SimilarityAnalyzer
     from journeys.timelines import TimelineIndex
 
 MergeMap = Callable[[], dict[str, str]]
@@ -73,3 +74,10 @@ def open_frequency_analyzer(timelines: TimelineIndex) -> FrequencyAnalyzer:
     from journeys.frequency import FrequencyAnalyzer
 
     return FrequencyAnalyzer(timelines.load)
+
+
+def open_similarity_analyzer(timelines: TimelineIndex) -> SimilarityAnalyzer:
+    """The similarity analyzer over ``timelines``; its index is kept beside the lake."""
+    from journeys.similarity import SimilarityAnalyzer
+
+    return SimilarityAnalyzer(timelines.load, folder=timelines.lake.root / "similarity")

@@ -10,6 +10,7 @@ from api.settings import Settings, get_settings
 from graph import GraphStore
 from ingest.pipeline import PushIngestor
 from journeys.frequency import FrequencyAnalyzer
+from journeys.similarity import SimilarityAnalyzer
 
 
 def get_store(request: Request) -> GraphStore:
@@ -30,7 +31,14 @@ def get_frequency_analyzer(request: Request) -> FrequencyAnalyzer:
     return analyzer
 
 
+def get_similarity_analyzer(request: Request) -> SimilarityAnalyzer:
+    """The similarity analyzer over the lake's timelines, opened at start-up."""
+    analyzer: SimilarityAnalyzer = request.app.state.similarity
+    return analyzer
+
+
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]
 FrequencyAnalyzerDep = Annotated[FrequencyAnalyzer, Depends(get_frequency_analyzer)]
+SimilarityAnalyzerDep = Annotated[SimilarityAnalyzer, Depends(get_similarity_analyzer)]

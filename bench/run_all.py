@@ -22,6 +22,8 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
     "bench_ingest": [],
     "bench_splink": [],
     "bench_gremlin": [],
+    "bench_frequency": [],
+    "bench_similarity": [],
 }
 """Module (under ``bench``) -> its arguments."""
 

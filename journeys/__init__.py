@@ -14,6 +14,7 @@ from journeys.frequency import (
     FrequencyResult,
     VariantQuery,
 )
+from journeys.similarity import SimilarityAnalyzer, SimilarityQuery, SimilarityResult
 from journeys.timelines import TimelineIndex, Timelines
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "FrequencyQuery",
     "FrequencyResult",
     "IdentifierLink",
+    "SimilarityAnalyzer",
+    "SimilarityQuery",
+    "SimilarityResult",
     "TimelineIndex",
     "Timelines",
     "VariantQuery",

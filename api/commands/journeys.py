@@ -11,10 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from api.commands._output import JsonFlag, console, fail, print_json
+from api.commands.similarity import similar
 from api.settings import get_settings
 from graph import JourneyGraphError
 
 app = typer.Typer(help="Journey analytics: frequent journeys, variants, similar customers.")
+
+app.command("similar")(similar)
 
 Names = Annotated[list[str] | None, typer.Option(help="repeat the option for several")]
 
