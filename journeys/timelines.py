@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +207,9 @@ class Timelines:
             "corrections": None if state is None else state.corrections,
         }
         (staging / "meta.json").write_text(json.dumps(meta))
-        (staging / "merges.json").write_text(json.dumps({} if state is None else state.merges))
+        (staging / "merges.json").write_text(
+            json.dumps({} if state is None else dict(state.merges))
+        )
         retired = folder.with_name(f".{folder.name}.{os.getpid()}.old")
         if folder.exists():
             os.replace(folder, retired)
@@ -259,7 +262,8 @@ class LakeState:
     """Every lake file (relative path) with its size and modification time."""
     corrections: int | None
     """When a touchpoint was last moved to another customer (the marker's time)."""
-    merges: dict[str, str]
+    merges: Mapping[str, str]
+    merges_digest: str
 
     @property
     def signature(self) -> str:
@@ -267,17 +271,24 @@ class LakeState:
         for name in sorted(self.files):
             size, modified = self.files[name]
             digest.update(f"{name}\0{size}\0{modified}\n".encode())
-        digest.update(f"corrections {self.corrections}\n".encode())
-        for loser in sorted(self.merges):
-            digest.update(f"{loser}>{self.merges[loser]}\n".encode())
+        digest.update(f"corrections {self.corrections} {self.merges_digest}".encode())
         return digest.hexdigest()
+
+
+def merges_digest(merges: Mapping[str, str]) -> str:
+    """A digest of a merge map (sorted, so equal maps digest equally)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for loser in sorted(merges):
+        digest.update(f"{loser}>{merges[loser]}\n".encode())
+    return digest.hexdigest()
 
 
 class TimelineIndex:
     """The sorted copy of the lake's timelines, brought up to date on ``load``.
 
-    ``merge_map`` gives the identity merge map (loser -> survivor) now; it is read
-    on every ``load`` so merges since the last build are seen.
+    ``merge_map`` gives the identity merge map (loser -> survivor) now; it is asked
+    on every ``load`` so merges since the last build are seen, and must return a new
+    mapping when the merges change (see ``state``).
 
     When the lake has only gained files since the copy was built (ingest appends
     parts) and no touchpoint was moved by a correction, only the customers those
@@ -294,16 +305,39 @@ class TimelineIndex:
         self.folder = lake.root / FOLDER
         self._loaded: tuple[str, Timelines] | None = None
         self._lock = threading.Lock()  # one rebuild at a time when the service is asked twice
+        self._merges: tuple[Mapping[str, str] | None, str] = (None, "")
+        self._folders: tuple[tuple[tuple[str, int], ...], dict[str, tuple[int, int]]] = ((), {})
 
     def state(self) -> LakeState:
-        """The lake's files and merges as they are now."""
+        """The lake's files and merges as they are now.
+
+        Cheap when nothing changed, as every query asks: the lake writes files under
+        a temporary name and renames them, so a folder whose modification time is
+        unchanged (and over a second old, past the clock's granularity) holds the
+        same files as last time; and a merge map is digested again only when
+        ``merge_map`` returns a different object (``MergeMapFile`` returns a new one
+        exactly when the identity index changed).
+        """
+        marker = self.lake.corrections
+        corrections = marker.stat().st_mtime_ns if marker.exists() else None
+        merges = self.merge_map()
+        if merges is not self._merges[0]:
+            self._merges = (merges, merges_digest(merges))
+        return LakeState(self._files(), corrections, merges, self._merges[1])
+
+    def _files(self) -> dict[str, tuple[int, int]]:
+        root = self.lake.touchpoint_root
+        folders = [root, *sorted(root.glob("month=*"))] if root.exists() else []
+        stamps = tuple((str(folder), folder.stat().st_mtime_ns) for folder in folders)
+        settled = all(time.time_ns() - stamp > 1_000_000_000 for _, stamp in stamps)
+        if stamps == self._folders[0] and settled:
+            return self._folders[1]
         files = {}
         for path in self.lake.files():
             stat = path.stat()
             files[str(path.relative_to(self.lake.root))] = (stat.st_size, stat.st_mtime_ns)
-        marker = self.lake.corrections
-        corrections = marker.stat().st_mtime_ns if marker.exists() else None
-        return LakeState(files, corrections, dict(self.merge_map()))
+        self._folders = (stamps, files)
+        return files
 
     def load(self) -> Timelines:
         """The timelines as the lake has them now (brought up to date first if stale)."""
@@ -421,7 +455,7 @@ def _saved_state(folder: Path, meta: dict[str, Any]) -> LakeState | None:
     except (OSError, ValueError):
         return None
     files = {name: (int(size), int(modified)) for name, (size, modified) in meta["files"].items()}
-    return LakeState(files, meta.get("corrections"), merges)
+    return LakeState(files, meta.get("corrections"), merges, merges_digest(merges))
 
 
 def splice(old: Timelines, fresh: Timelines, replaced: pa.Array[Any]) -> Timelines:

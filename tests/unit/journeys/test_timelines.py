@@ -55,7 +55,7 @@ def contents(timelines: Timelines) -> dict[str, list[tuple[str, str, str, int]]]
 def test_a_lake_that_grows_is_spliced_and_equals_a_rebuild(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     merges: dict[str, str] = {}
-    index = TimelineIndex(lake, lambda: merges)
+    index = TimelineIndex(lake, lambda: dict(merges))  # a new mapping each time
     lake.append(*frame([("cust:a", "e1", "login", 0), ("cust:b", "e2", "login", 1)]), "p1", 1)
     first = index.load()
     assert contents(first) == {
