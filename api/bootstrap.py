@@ -16,6 +16,8 @@ from ingest.lake import Lake
 if TYPE_CHECKING:
     from ingest.pipeline import Ingestor
     from journeys.frequency import FrequencyAnalyzer
+    from journeys.kpis import KpiRunner
+    from journeys.milestones import MilestoneService
     from journeys.similarity import SimilarityAnalyzer
     from journeys.timelines import TimelineIndex
 
@@ -72,8 +74,16 @@ def open_timelines(settings: Settings) -> TimelineIndex:
 def open_frequency_analyzer(timelines: TimelineIndex) -> FrequencyAnalyzer:
     """The frequency analyzer over ``timelines``."""
     from journeys.frequency import FrequencyAnalyzer
+    from journeys.segments import segment_lookup
 
-    return FrequencyAnalyzer(timelines.load)
+    return FrequencyAnalyzer(timelines.load, segment_lookup(timelines.lake, timelines.merge_map))
+
+
+def open_kpi_runner(settings: Settings) -> KpiRunner:
+    """The KPI runner over the lake and its merge map."""
+    from journeys.kpis import KpiRunner
+
+    return KpiRunner(*open_lake(settings))
 
 
 def open_similarity_analyzer(timelines: TimelineIndex) -> SimilarityAnalyzer:
@@ -81,3 +91,12 @@ def open_similarity_analyzer(timelines: TimelineIndex) -> SimilarityAnalyzer:
     from journeys.similarity import SimilarityAnalyzer
 
     return SimilarityAnalyzer(timelines.load, folder=timelines.lake.root / "similarity")
+
+
+def open_milestones(settings: Settings, store: GraphStore) -> MilestoneService:
+    """Milestone definitions (shipped, and the configured folder's) over the store and lake."""
+    from journeys.milestones import MilestoneCatalog, MilestoneService
+
+    lake, merge_map = open_lake(settings)
+    folder = settings.milestones_path
+    return MilestoneService(MilestoneCatalog(folder), store, lake, merge_map, folder / "state")

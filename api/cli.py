@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.bootstrap import open_store
-from api.commands import journeys
+from api.commands import journeys, kpis, milestones
 from api.commands._output import JsonFlag, console, emit, fail, print_json, progress_bar
 from api.settings import Settings, get_settings
 from graph import GraphStore, JourneyGraphError
@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 
 app.add_typer(journeys.app, name="journeys")
+app.command("kpis")(kpis.kpis)
+app.add_typer(milestones.app, name="milestones")
 
 
 @app.command()

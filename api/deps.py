@@ -10,6 +10,8 @@ from api.settings import Settings, get_settings
 from graph import GraphStore
 from ingest.pipeline import PushIngestor
 from journeys.frequency import FrequencyAnalyzer
+from journeys.kpis import KpiRunner
+from journeys.milestones import MilestoneService
 from journeys.similarity import SimilarityAnalyzer
 
 
@@ -37,8 +39,22 @@ def get_similarity_analyzer(request: Request) -> SimilarityAnalyzer:
     return analyzer
 
 
+def get_kpi_runner(request: Request) -> KpiRunner:
+    """The KPI runner over the lake, opened at start-up."""
+    runner: KpiRunner = request.app.state.kpis
+    return runner
+
+
+def get_milestones(request: Request) -> MilestoneService:
+    """The milestone service built at start-up."""
+    milestones: MilestoneService = request.app.state.milestones
+    return milestones
+
+
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]
 FrequencyAnalyzerDep = Annotated[FrequencyAnalyzer, Depends(get_frequency_analyzer)]
 SimilarityAnalyzerDep = Annotated[SimilarityAnalyzer, Depends(get_similarity_analyzer)]
+KpiRunnerDep = Annotated[KpiRunner, Depends(get_kpi_runner)]
+MilestonesDep = Annotated[MilestoneService, Depends(get_milestones)]

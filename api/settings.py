@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         description="an identifier seen beside more anchors (MSISDNs) than this never stitches",
     )
     ingest_chunk_rows: int = Field(default=100_000, ge=100, le=5_000_000)
+    milestones_dir: Path | None = Field(
+        default=None,
+        description="milestone definitions added with `milestones add` (beside the shipped "
+        "ones) and the change-feed follower's cursor; default <ingest_dir>/milestones",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -79,6 +84,11 @@ class Settings(BaseSettings):
     def ingest_path(self) -> Path:
         """The ingest working folder."""
         return self.ingest_dir or self.data_dir / "ingest"
+
+    @property
+    def milestones_path(self) -> Path:
+        """The folder of added milestone definitions."""
+        return self.milestones_dir or self.ingest_path / "milestones"
 
     def check_production_ready(self) -> None:
         """Refuse insecure defaults outside development mode."""

@@ -127,7 +127,8 @@ def first_queries(lake: Path, runs: int, cold: bool) -> dict[str, Any]:
         row["process_s"] = time.perf_counter() - started
         rows.append(row)
     return {
-        key: statistics.median(r[key] for r in rows) for key in ("imports_s", "query_s", "process_s")
+        key: statistics.median(r[key] for r in rows)
+        for key in ("imports_s", "query_s", "process_s")
     } | {"page_cache_dropped": dropped, "runs": rows}
 
 
@@ -233,7 +234,8 @@ def main() -> None:
 
     build_s, timelines = median_seconds(rebuild, args.runs)
     report: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
         "customers": timelines.customer_count,
         "touchpoints": len(timelines),
         "index_build_s": build_s,
@@ -244,9 +246,9 @@ def main() -> None:
     report["warm"] = warm_queries(analyzer, max(args.runs, 5))
     top = analyzer.run(FrequencyQuery(anchor="login", max_steps=5)).journeys
     report["duckdb"] = duckdb_peer(root, top, args.runs)
-    report["duckdb"]["ratio_parquet"] = report["duckdb"]["parquet_s"] / report["first_query"][
-        "query_s"
-    ]
+    report["duckdb"]["ratio_parquet"] = (
+        report["duckdb"]["parquet_s"] / report["first_query"]["query_s"]
+    )
     if not args.no_pm4py:
         ours_s, ours = median_seconds(lambda: analyzer.run(VariantQuery()), args.runs)
         peer = pm4py_peer(args.cache, root, args.runs)

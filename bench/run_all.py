@@ -24,6 +24,8 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
     "bench_gremlin": [],
     "bench_frequency": [],
     "bench_similarity": [],
+    "bench_kpis": [],
+    "bench_milestones": [],
 }
 """Module (under ``bench``) -> its arguments."""
 
