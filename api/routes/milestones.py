@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path
 
 from api.deps import MilestonesDep
+from api.routes.customers import CustomerId
 from journeys.milestones import CustomerMilestone, DryRunQuery, DryRunResult, MilestoneSummary
 
 router = APIRouter(tags=["milestones"])
@@ -17,15 +18,6 @@ MilestoneName = Annotated[
         max_length=63,
         description="the milestone's name",
         examples=["repeat_care_3_in_7d"],
-    ),
-]
-CustomerId = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=500,
-        description="customer id, with or without the cust: prefix",
-        examples=["cust:P0000001"],
     ),
 ]
 
