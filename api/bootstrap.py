@@ -57,7 +57,7 @@ def open_ingestor(settings: Settings, store: GraphStore) -> Ingestor:
 
 def open_lake(settings: Settings) -> tuple[Lake, MergeMap]:
     """The lake the ingest pipeline writes, and a reader of the merge map to apply to it."""
-    from ingest.resolution.deterministic import MergeMapFile
+    from ingest.resolution.merges import MergeMapFile
 
     return Lake(settings.ingest_path / "lake"), MergeMapFile(
         settings.ingest_path / "identity.sqlite"

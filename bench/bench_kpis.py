@@ -282,7 +282,7 @@ def main() -> None:
         },
     }
     if args.real is not None:
-        from ingest.resolution.deterministic import read_merge_map
+        from ingest.resolution.merges import read_merge_map
 
         real = Lake(args.real / "lake")
         merge_map = read_merge_map(args.real / "identity.sqlite")

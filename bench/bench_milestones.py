@@ -52,7 +52,7 @@ from graph import EmbeddedStore
 from ingest.frame import FRAME_SCHEMA, IDENTIFIER_COLUMNS, PERSON_COLUMNS
 from ingest.frame_writer import FrameWriter
 from ingest.lake import Lake
-from ingest.resolution.deterministic import read_merge_map
+from ingest.resolution.merges import read_merge_map
 from journeys.milestones import (
     FollowCursor,
     MilestoneBackfill,

@@ -47,7 +47,7 @@ import numpy as np
 def timeline_index(lake_root: Path, identity: Path | None) -> Any:
     """The lake's ``TimelineIndex`` (its sorted copy is built once and then reused)."""
     from ingest.lake import Lake
-    from ingest.resolution.deterministic import read_merge_map
+    from ingest.resolution.merges import read_merge_map
     from journeys.timelines import TimelineIndex
 
     if identity is not None:

@@ -34,7 +34,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.feather as feather
 
 from graph.errors import InvalidInput
 from ingest.lake import Lake
@@ -182,19 +181,9 @@ class Timelines:
         staging.mkdir(parents=True)
         for name in ARRAYS:
             np.save(staging / f"{name}.npy", getattr(self, name))
-        feather.write_feather(
-            pa.table({"customer": self.customers}),
-            staging / "customers.arrow",
-            "uncompressed",
-            chunksize=max(len(self.customers), 1),
-        )
+        _write_strings(staging / "customers.arrow", "customer", self.customers)
         if self.event_ids is not None:
-            feather.write_feather(
-                pa.table({"event_id": self.event_ids}),
-                staging / "event_ids.arrow",
-                "uncompressed",
-                chunksize=max(len(self.event_ids), 1),
-            )
+            _write_strings(staging / "event_ids.arrow", "event_id", self.event_ids)
         meta = {
             "format": FORMAT_VERSION,
             "signature": signature,
@@ -224,10 +213,10 @@ class Timelines:
             raise InvalidInput(f"{folder} holds no timelines of format {FORMAT_VERSION}")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         # One chunk each, mapped: pages are read only when a query needs the ids.
-        customers = feather.read_table(folder / "customers.arrow", memory_map=True)
+        customers = _read_strings(folder / "customers.arrow")
         event_ids = None
         if (folder / "event_ids.arrow").exists():
-            events = feather.read_table(folder / "event_ids.arrow", memory_map=True)
+            events = _read_strings(folder / "event_ids.arrow")
             event_ids = _one_chunk(events.column("event_id"))
         return cls(
             event_ids=event_ids,
@@ -505,6 +494,21 @@ _EMPTY_ROWS: Final = pa.schema(
     [pa.field(name, pa.string()) for name in ("customer", "event_id", "event_type", "channel")]
     + [pa.field("source", pa.string()), pa.field("ts", pa.int64())]
 )
+
+
+def _write_strings(path: Path, name: str, values: pa.Array[Any]) -> None:
+    """One string column as an Arrow IPC file, one record batch (mapped whole on read).
+
+    Arrow IPC directly rather than ``pyarrow.feather``, whose import loads pandas.
+    """
+    table = pa.table({name: values})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(len(values), 1))
+
+
+def _read_strings(path: Path) -> pa.Table:
+    """A file of ``_write_strings``, memory-mapped: pages are read as they are used."""
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
 def _one_chunk(column: pa.ChunkedArray[Any]) -> pa.Array[Any]:

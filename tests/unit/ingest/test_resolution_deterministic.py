@@ -153,7 +153,7 @@ def test_settings_refuse_unknown_kinds_and_a_zero_threshold() -> None:
 
 
 def test_the_merge_map_file_is_read_again_only_after_a_change(tmp_path: Path) -> None:
-    from ingest.resolution.deterministic import MergeMapFile
+    from ingest.resolution.merges import MergeMapFile
 
     index = IdentityIndex(tmp_path / "identity.sqlite")
     for customer in ("cust:a", "cust:b", "cust:c"):
