@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from graph import GraphStore
 from graph.model import customer_id, identifier_id, touchpoint_id
@@ -66,3 +67,22 @@ def alice_and_bob(store: GraphStore) -> tuple[Journey, Journey]:
     bob = Journey("bob", ["app_login", "offer_accepted"], msisdn="+447700900002")
     add_journeys(store, alice, bob)
     return alice, bob
+
+
+def push_journey(client: Any, customer: str, events: list[str]) -> None:
+    """POST one customer's events (a minute apart, known by an email) to /api/v1/events."""
+    body = {
+        "events": [
+            {
+                "event_id": f"{customer}-{n}",
+                "source": "app",
+                "event_type": event,
+                "channel": "app",
+                "ts": f"2024-05-01T10:{n:02d}:00Z",
+                "identifiers": {"email": f"{customer}@example.com"},
+            }
+            for n, event in enumerate(events)
+        ]
+    }
+    response = client.post("/api/v1/events", json=body)
+    assert response.status_code == 200, response.text

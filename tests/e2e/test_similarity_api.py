@@ -10,41 +10,17 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.app import create_app
 from api.cli import app as cli
-from api.settings import Settings, get_settings
+from api.settings import get_settings
 from bench.synthetic_lake import write_lake
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as test_client:
-        yield test_client
-
-
-def _push(client: TestClient, customer: str, events: list[str]) -> None:
-    body = {
-        "events": [
-            {
-                "event_id": f"{customer}-{n}",
-                "source": "app",
-                "event_type": event,
-                "channel": "app",
-                "ts": f"2024-05-01T10:{n:02d}:00Z",
-                "identifiers": {"email": f"{customer}@example.com"},
-            }
-            for n, event in enumerate(events)
-        ]
-    }
-    response = client.post("/api/v1/events", json=body)
-    assert response.status_code == 200, response.text
+from tests.builders import push_journey
 
 
 def test_similar_customers_of_pushed_journeys(client: TestClient) -> None:
     journey = ["login", "bill_shock", "care_call", "port_out"]
-    _push(client, "ann", journey)
-    _push(client, "bob", ["bill_shock", "care_call", "port_out"])
-    _push(client, "cat", ["login", "payment"])
+    push_journey(client, "ann", journey)
+    push_journey(client, "bob", ["bill_shock", "care_call", "port_out"])
+    push_journey(client, "cat", ["login", "payment"])
     query = {"steps": journey, "top": 2, "min_similarity": 0.5}
     response = client.post("/api/v1/journeys/similar", json=query)
     assert response.status_code == 200, response.text
@@ -56,7 +32,7 @@ def test_similar_customers_of_pushed_journeys(client: TestClient) -> None:
     assert result["outcomes"]["churned"] == 2
 
     # Whose journeys are most like ann's? Ask by customer id; a new push is seen.
-    _push(client, "dan", ["login", "bill_shock", "care_call", "offer_accepted"])
+    push_journey(client, "dan", ["login", "bill_shock", "care_call", "offer_accepted"])
     query = {"customer": best["customer"], "top": 2}
     like_ann = client.post("/api/v1/journeys/similar", json=query).json()["similar"]
     assert [m["similarity"] for m in like_ann] == [0.75, 0.75]
@@ -65,7 +41,7 @@ def test_similar_customers_of_pushed_journeys(client: TestClient) -> None:
 
 
 def test_bad_similarity_queries_are_clear(client: TestClient) -> None:
-    _push(client, "ann", ["login", "payment"])
+    push_journey(client, "ann", ["login", "payment"])
     unknown = client.post("/api/v1/journeys/similar", json={"customer": "cust:nobody"})
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "unknown_customer"
