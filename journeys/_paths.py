@@ -279,7 +279,7 @@ def count(selection: Selection, journeys: Cut, codes: Codes) -> Counted:
     journey = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64)
     distinct = encoded.dictionary
     counts = np.bincount(journey, minlength=len(distinct)).astype(np.int64)
-    if selection.one_per_customer and _at_most_one_a_timeline(journeys):
+    if one_journey_per_customer(selection, journeys):
         customers = counts
     else:
         owner = selection.customer[journeys.timeline]
@@ -290,9 +290,11 @@ def count(selection: Selection, journeys: Cut, codes: Codes) -> Counted:
     return Counted(journey, distinct, counts, customers)
 
 
-def _at_most_one_a_timeline(journeys: Cut) -> bool:
+def one_journey_per_customer(selection: Selection, journeys: Cut) -> bool:
+    """Whether no customer has two journeys (so journeys count customers too)."""
     timeline = journeys.timeline
-    return len(timeline) < 2 or bool(np.all(timeline[1:] > timeline[:-1]))
+    one_a_timeline = len(timeline) < 2 or bool(np.all(timeline[1:] > timeline[:-1]))
+    return selection.one_per_customer and one_a_timeline
 
 
 def step_index(journeys: Cut, max_steps: int | None) -> Indices:

@@ -226,7 +226,7 @@ class FrequencyAnalyzer:
         in_top = np.zeros(len(counted.counts), bool)
         in_top[top] = True
         outside = np.flatnonzero(~in_top)
-        if counted.customers is counted.counts:
+        if _paths.one_journey_per_customer(selection, journeys):
             other_customers = int(counted.counts[outside].sum())
         else:
             other_customers = _distinct_customers(selection, journeys, counted.journey, outside)
@@ -403,13 +403,9 @@ def _distinct_customers(
     if len(timeline) == 0:
         return 0
     owners = selection.customer[timeline]
-    if selection.one_per_customer and _sorted_strictly(timeline):
+    if _paths.one_journey_per_customer(selection, journeys):
         return len(owners)
     return len(np.unique(owners))
-
-
-def _sorted_strictly(values: npt.NDArray[np.int64]) -> bool:
-    return len(values) < 2 or bool(np.all(values[1:] > values[:-1]))
 
 
 def _journeys_equal_to(

@@ -350,20 +350,18 @@ class TimelineIndex:
 
     def _read(self, merges: Mapping[str, str], customers: list[str] | None) -> Timelines:
         """Timelines of the whole lake, or of some customers (as merged now)."""
-        connection = duckdb.connect()
-        connection.execute("SET enable_progress_bar = false")  # keep stdout for --json
+        connection = _connect()
         try:
             relation = self.lake.relation(connection, merges)
             if relation is None:
-                return Timelines.from_sorted(_EMPTY_ROWS.empty_table())
+                return Timelines.from_sorted(ROW_SCHEMA.empty_table())
             connection.register("_touchpoints", relation)
             where = ""
             if customers is not None:
                 connection.register("_wanted", pa.table({"customer": pa.array(customers)}))
                 where = "WHERE customer IN (SELECT customer FROM _wanted) "
             table = connection.sql(
-                "SELECT customer, event_id, event_type, channel, source, epoch_ms(ts) AS ts "
-                f"FROM _touchpoints {where}ORDER BY customer, ts, event_id"
+                f"SELECT {_ROW_COLUMNS} FROM _touchpoints {where}ORDER BY customer, ts, event_id"
             ).to_arrow_table()
         finally:
             connection.close()
@@ -400,42 +398,38 @@ class TimelineIndex:
         flags = np.asarray(
             pc.is_in(old.customers, value_set=replaced).to_numpy(zero_copy_only=False), bool
         )
-        saved = old.rows(flags)
-        if state.merges:
-            merged = pa.table(
-                {"loser": list(state.merges), "survivor": list(state.merges.values())}
-            )
-            survivors = pc.index_in(saved.column("customer"), value_set=merged.column("loser"))
-            moved = pc.coalesce(merged.column("survivor").take(survivors), saved["customer"])
-            saved = saved.set_column(0, "customer", moved)
-        fresh = Timelines.from_table(pa.concat_tables([saved, added.cast(saved.schema)]))
+        saved = _merged(old.rows(flags).cast(ROW_SCHEMA), state.merges)
+        fresh = Timelines.from_table(pa.concat_tables([saved, added]))
         return splice(old, fresh, replaced)
 
 
 def _added_rows(files: list[Path], merges: Mapping[str, str]) -> pa.Table:
     """The touchpoints of ``files`` as timeline rows, customers as merged now."""
-    schema = pa.schema(
-        [pa.field(n, pa.string()) for n in ("customer", "event_id", "event_type")]
-        + [pa.field("channel", pa.string()), pa.field("source", pa.string())]
-        + [pa.field("ts", pa.int64())]
-    )
     if not files:
-        return schema.empty_table()
-    connection = duckdb.connect()
-    connection.execute("SET enable_progress_bar = false")
+        return ROW_SCHEMA.empty_table()
+    connection = _connect()
     try:
-        rows = connection.read_parquet([str(f) for f in files]).select(
-            "customer, event_id, event_type, channel, source, epoch_ms(ts) AS ts"
-        )
-        table = rows.to_arrow_table().cast(schema)
+        rows = connection.read_parquet([str(f) for f in files]).select(_ROW_COLUMNS)
+        table = rows.to_arrow_table().cast(ROW_SCHEMA)
     finally:
         connection.close()
-    if merges:
-        mapping = pa.table({"loser": list(merges), "survivor": list(merges.values())})
-        found = pc.index_in(table.column("customer"), value_set=mapping.column("loser"))
-        mapped = pc.coalesce(mapping.column("survivor").take(found), table["customer"])
-        table = table.set_column(0, "customer", mapped)
-    return table
+    return _merged(table, merges)
+
+
+def _merged(rows: pa.Table, merges: Mapping[str, str]) -> pa.Table:
+    """Timeline rows with each merged customer replaced by its survivor."""
+    if not merges:
+        return rows
+    mapping = pa.table({"loser": list(merges), "survivor": list(merges.values())})
+    found = pc.index_in(rows.column("customer"), value_set=mapping.column("loser"))
+    survivors = pc.coalesce(mapping.column("survivor").take(found), rows["customer"])
+    return rows.set_column(0, "customer", survivors)
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute("SET enable_progress_bar = false")  # it writes to stdout (--json)
+    return connection
 
 
 def _saved_state(folder: Path, meta: dict[str, Any]) -> LakeState | None:
@@ -464,10 +458,12 @@ def splice(old: Timelines, fresh: Timelines, replaced: pa.Array[Any]) -> Timelin
         position = {name: code for code, name in enumerate(names)}
         parts = []
         for timelines, mask in ((old, kept), (fresh, None)):
-            recode = np.array([position[n] for n in timelines.vocabulary(column)], np.int64)
             codes = np.asarray(getattr(timelines, column))
             codes = codes if mask is None else codes[mask]
-            parts.append(recode[codes] if len(recode) else codes.astype(np.int64))
+            if timelines.vocabulary(column) != tuple(names):  # else the codes stand as they are
+                recode = np.array([position[n] for n in timelines.vocabulary(column)], np.int64)
+                codes = recode[codes]
+            parts.append(codes)
         columns[column] = _narrow(np.concatenate(parts), len(names))
         vocabularies[column] = tuple(names)
     lengths = np.concatenate([np.diff(old.offsets)[keep], np.diff(fresh.offsets)])
@@ -490,10 +486,13 @@ def splice(old: Timelines, fresh: Timelines, replaced: pa.Array[Any]) -> Timelin
     )
 
 
-_EMPTY_ROWS: Final = pa.schema(
-    [pa.field(name, pa.string()) for name in ("customer", "event_id", "event_type", "channel")]
-    + [pa.field("source", pa.string()), pa.field("ts", pa.int64())]
+ROW_SCHEMA: Final = pa.schema(
+    [pa.field(name, pa.string()) for name in ("customer", "event_id", "event_type")]
+    + [pa.field("channel", pa.string()), pa.field("source", pa.string())]
+    + [pa.field("ts", pa.int64())]
 )
+"""Timeline rows as ``Timelines.from_table`` reads them (``ts`` in epoch milliseconds)."""
+_ROW_COLUMNS: Final = "customer, event_id, event_type, channel, source, epoch_ms(ts) AS ts"
 
 
 def _write_strings(path: Path, name: str, values: pa.Array[Any]) -> None:
@@ -533,7 +532,7 @@ def _encode(column: pa.ChunkedArray[Any], sort: bool = True) -> tuple[npt.NDArra
     return recode[codes], [names[i] for i in order]
 
 
-def _narrow(codes: npt.NDArray[np.int64], vocabulary: int) -> Codes:
+def _narrow(codes: npt.NDArray[Any], vocabulary: int) -> Codes:
     if vocabulary <= 255:
         return codes.astype(np.uint8)
     if vocabulary <= 65_535:

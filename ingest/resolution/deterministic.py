@@ -44,6 +44,7 @@ from scipy.sparse.csgraph import connected_components
 from graph.errors import InvalidInput
 from graph.model import ID_PREFIX, IdentifierKind, VertexLabel
 from ingest.frame import IDENTIFIER_COLUMNS
+from ingest.resolution.merges import survivor_of
 
 RULE_SHARED: Final = "shared_identifier"
 RULE_HOLDER: Final = "account_holder"
@@ -184,13 +185,7 @@ class IdentityIndex:
 
     def survivor(self, customer: str) -> str:
         """The customer id that ``customer`` resolves to now (itself unless merged)."""
-        seen = 0
-        while customer in self.merged_into:
-            customer = self.merged_into[customer]
-            seen += 1
-            if seen > 10_000:
-                raise RuntimeError(f"merge map has a cycle through {customer}")
-        return customer
+        return survivor_of(self.merged_into, customer)
 
     def customer_of(self, identifier: str) -> str | None:
         """The customer holding a stitching identifier id, or None (unknown or a hub)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -30,15 +31,19 @@ def read_merge_map(path: Path) -> dict[str, str]:
         )
     finally:
         connection.close()
-    resolved: dict[str, str] = {}
-    for loser in merged:
-        survivor, seen = merged[loser], 0
-        while survivor in merged:
-            survivor, seen = merged[survivor], seen + 1
-            if seen > 10_000:
-                raise RuntimeError(f"merge map has a cycle through {survivor}")
-        resolved[loser] = survivor
-    return resolved
+    return {loser: survivor_of(merged, loser) for loser in merged}
+
+
+def survivor_of(merged_into: Mapping[str, str], customer: str) -> str:
+    """The customer id that ``customer`` resolves to through ``merged_into`` (loser ->
+    the customer it was merged into): itself unless merged."""
+    seen = 0
+    while customer in merged_into:
+        customer = merged_into[customer]
+        seen += 1
+        if seen > 10_000:
+            raise RuntimeError(f"merge map has a cycle through {customer}")
+    return customer
 
 
 class MergeMapFile:
