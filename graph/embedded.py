@@ -46,6 +46,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -100,6 +101,7 @@ from graph.model import (
     edge_id,
 )
 from graph.store import (
+    ALL_CHANGE_KINDS,
     EDGE_TABLE_KEYS,
     VERTEX_TABLE_KEYS,
     Change,
@@ -111,6 +113,7 @@ from graph.store import (
     Neighbour,
     UpsertResult,
     Vertex,
+    WantedChanges,
 )
 
 _SCHEMA: Final = """
@@ -933,51 +936,64 @@ class EmbeddedStore(GraphStore):
                 )
         return int(row[0])
 
-    def _changes(self, since: int, limit: int) -> ChangeBatch:
+    def _changes(
+        self, since: int, limit: int, wanted: WantedChanges | None, targets: bool
+    ) -> ChangeBatch:
         """Read the changelog after a cursor: ``(log seq << 32) | entries consumed``.
 
         An element written again later, or deleted, is reported once, at its latest
-        entry; "created" means created after the cursor.
+        entry; "created" means created after the cursor. Log rows of labels not wanted
+        are never read, and the stamps of kinds not wanted are compared in SQL, so a
+        filtered feed costs what it returns.
         """
         since_seq, since_offset = since >> _CURSOR_SHIFT, since & _OFFSET_MASK
         changes: list[Change] = []
         cursor = since
+        sql = "SELECT seq, element, label, deleted, size, keys FROM changelog WHERE seq >= ?"
+        params: list[Any] = [since_seq]
+        if wanted is not None:
+            sql += f" AND label IN ({_marks(list(wanted))})"
+            params += list(wanted)
         with self._translate("change feed"):
             connection = self._reader()
             connection.execute("BEGIN")
             try:
-                log = connection.execute(
-                    "SELECT seq, element, label, deleted, keys FROM changelog WHERE seq >= ?"
-                    " ORDER BY seq",
-                    (since_seq,),
-                )
+                log = connection.execute(sql + " ORDER BY seq", params)
                 consumed: set[Hashable] = set()
-                for seq, element, label, deleted, packed in log:
-                    keys = _changelog_keys(element, bool(deleted), packed)
+                for seq, element, label, deleted, size, packed in log:
+                    keys = _LogKeys(element, packed)
                     offset = since_offset if seq == since_seq else 0
                     if seq == since_seq and not deleted:
                         # Keys of the cursor's own log row already read: their creation
                         # was seen, so a later write of one of them is an update.
-                        consumed = set(keys[:offset])
-                    if offset >= len(keys):
+                        consumed = set(keys.part(0, offset))
+                    if offset >= size:
                         continue
-                    for start in range(offset, len(keys), _SQL_CHUNK):
-                        part = keys[start : start + min(_SQL_CHUNK, limit - len(changes))]
-                        changes += self._changelog_entries(
-                            connection,
-                            seq,
-                            element,
-                            label,
-                            bool(deleted),
-                            part,
-                            since_seq,
-                            consumed,
-                        )
-                        cursor = (seq << _CURSOR_SHIFT) | (start + len(part))
-                        if len(changes) >= limit:
-                            break
+                    read = _LogRead(
+                        seq,
+                        element,
+                        label,
+                        ALL_CHANGE_KINDS if wanted is None else wanted[label],
+                        since_seq,
+                        consumed,
+                        targets,
+                    )
+                    if not read.wants(bool(deleted)):
+                        cursor = (seq << _CURSOR_SHIFT) | size
+                        continue
+                    # A part may report fewer changes than it has keys (stale ones, kinds
+                    # not wanted), so the next part starts where this one ended.
+                    start = offset
+                    while start < size and len(changes) < limit:
+                        stop = min(start + _SQL_CHUNK, start + limit - len(changes), size)
+                        part = keys.part(start, stop)
+                        changes += self._changelog_entries(connection, read, bool(deleted), part)
+                        start = stop
+                        cursor = (seq << _CURSOR_SHIFT) | start
                     if len(changes) >= limit:
                         break
+                else:
+                    cursor = max(cursor, _log_end(connection))
             finally:
                 connection.execute("COMMIT")
         return ChangeBatch(changes, cursor)
@@ -985,61 +1001,82 @@ class EmbeddedStore(GraphStore):
     def _changelog_entries(
         self,
         connection: sqlite3.Connection,
-        seq: int,
-        element: Literal["vertex", "edge"],
-        label: str,
+        read: _LogRead,
         deleted: bool,
         keys: Sequence[Any],
-        since_seq: int,
-        consumed: set[Hashable],
     ) -> list[Change]:
+        seq, element, label = read.seq, read.element, read.label
         if deleted:
             if element == "vertex":
                 element_ids = list(keys)
             else:
                 element_ids = [f"{label}:{key.replace(chr(9), '>', 1)}" for key in keys]
             return [Change(seq, ChangeKind.DELETED, element, label, i) for i in element_ids]
-        stamps = self._current_stamps(connection, element, label, keys)
-        entries = []
-        for key in keys:
-            current = stamps.get(key)
-            if current is None or current[1] != seq:
-                continue  # deleted or written again later: reported at that later entry
-            element_id, _, created_seq = current
-            created_after_cursor = created_seq > since_seq or (
-                created_seq == since_seq and key not in consumed
-            )
-            kind = ChangeKind.CREATED if created_after_cursor else ChangeKind.UPDATED
-            entries.append(Change(seq, kind, element, label, element_id))
-        return entries
-
-    def _current_stamps(
-        self,
-        connection: sqlite3.Connection,
-        element: Literal["vertex", "edge"],
-        label: str,
-        keys: Sequence[Any],
-    ) -> dict[Any, tuple[str, int, int]]:
-        """Each key's element id and ``(seq, cseq)`` stamps, for the keys still there."""
+        kind = read.kind
         if element == "vertex":
-            rows = connection.execute(
-                f"SELECT rid, id, seq, cseq FROM vertices WHERE rid IN ({_marks(keys)})", keys
+            return [
+                Change(seq, found, element, label, vertex_id)
+                for rid, vertex_id, created_seq in self._stamped_vertices(connection, read, keys)
+                if (found := kind(rid, created_seq)) is not None
+            ]
+        rows = self._stamped_edges(connection, read, keys)
+        if not read.targets:
+            return [
+                Change(seq, found, element, label, edge_id(label, source, target))
+                for src, dst, source, target, created_seq in rows
+                if (found := kind((src, dst), created_seq)) is not None
+            ]
+        properties = decode_many([row[6] for row in rows])
+        return [
+            Change(
+                seq,
+                found,
+                element,
+                label,
+                edge_id(label, row[2], row[3]),
+                Vertex(row[3], row[5], props),
             )
-            return {rid: (vertex_id, seq, cseq) for rid, vertex_id, seq, cseq in rows}
+            for row, props in zip(rows, properties, strict=True)
+            if (found := kind((row[0], row[1]), row[4])) is not None
+        ]
+
+    # The keys this log row wrote last, of the kinds wanted (in SQL). Keys written again
+    # later are reported at that later entry. Rows come in no particular order: the
+    # changes of one log row share a cursor.
+
+    def _stamped_vertices(
+        self, connection: sqlite3.Connection, read: _LogRead, keys: Sequence[int]
+    ) -> sqlite3.Cursor:
+        """``(rid, id, cseq)`` of the vertices."""
+        stamped, stamp_params = read.stamped("vertices")
+        return connection.execute(
+            f"SELECT rid, id, cseq FROM vertices WHERE rid IN ({_marks(keys)}) AND {stamped}",
+            [*keys, *stamp_params],
+        )
+
+    def _stamped_edges(
+        self, connection: sqlite3.Connection, read: _LogRead, keys: Sequence[tuple[int, int]]
+    ) -> list[Any]:
+        """``(src, dst, source id, target id, cseq)``, then the target's label and properties."""
         # The keys' own edges, not every edge of their sources: a customer's key would
         # otherwise read all of the customer's PERFORMED edges (3.6k -> 12.7k changes/s
-        # for the milestone follower on a real 10k-customer store).
+        # for the milestone follower on a real 10k-customer store). The target vertex
+        # is read for its id anyway, so its properties come at almost no cost.
         pairs = ",".join("(?, ?)" for _ in keys)
-        rows = connection.execute(
-            f"WITH k(src, dst) AS (VALUES {pairs}) SELECT e.src, e.dst, s.id, d.id, e.seq, e.cseq"
+        stamped, stamp_params = read.stamped("e")
+        target_columns = ", d.label, d.props" if read.targets else ""
+        return connection.execute(
+            f"WITH k(src, dst) AS (VALUES {pairs})"
+            f" SELECT e.src, e.dst, s.id, d.id, e.cseq{target_columns}"
             " FROM k CROSS JOIN edges e ON e.src = k.src AND e.label = ? AND e.dst = k.dst"
-            " JOIN vertices s ON s.rid = e.src JOIN vertices d ON d.rid = e.dst",
-            [*(value for key in keys for value in key), _EDGE_LABEL_CODES[EdgeLabel(label)]],
-        )
-        return {
-            (src, dst): (edge_id(label, source, target), seq, cseq)
-            for src, dst, source, target, seq, cseq in rows
-        }
+            " JOIN vertices s ON s.rid = e.src JOIN vertices d ON d.rid = e.dst"
+            f" WHERE {stamped}",
+            [
+                *(value for key in keys for value in key),
+                _EDGE_LABEL_CODES[EdgeLabel(read.label)],
+                *stamp_params,
+            ],
+        ).fetchall()
 
     def _export_vertices(self, label: VertexLabel) -> pa.Table:
         with self._translate(f"export of {label}"):
@@ -1097,16 +1134,83 @@ class EmbeddedStore(GraphStore):
                 yield edge_id(label, source, target)
 
 
-def _changelog_keys(
-    element: Literal["vertex", "edge"], deleted: bool, packed: bytes | str
-) -> list[Any]:
-    """The keys of one log row: ids (deletions), rids or ``(src, dst)`` rid pairs."""
-    if isinstance(packed, str):
-        return packed.split("\n")
-    values: list[int] = np.frombuffer(packed, _KEY_TYPE).tolist()
-    if element == "vertex":
-        return values
-    return list(zip(values[0::2], values[1::2], strict=True))
+class _LogKeys:
+    """The keys of one log row: ids (deletions), rids or ``(src, dst)`` rid pairs.
+
+    Decoded a part at a time: a feed read often stops part-way into a row of many
+    thousand keys, and the next one starts there.
+    """
+
+    def __init__(self, element: Literal["vertex", "edge"], packed: bytes | str) -> None:
+        self._ids = packed.split("\n") if isinstance(packed, str) else None
+        self._rids = np.frombuffer(packed, _KEY_TYPE) if isinstance(packed, bytes) else None
+        self._width = 2 if element == "edge" else 1
+
+    def part(self, start: int, stop: int) -> list[Any]:
+        """Keys ``start:stop``."""
+        if self._ids is not None:
+            return self._ids[start:stop]
+        assert self._rids is not None
+        values: list[int] = self._rids[start * self._width : stop * self._width].tolist()
+        if self._width == 1:
+            return values
+        return list(zip(values[0::2], values[1::2], strict=True))
+
+
+@dataclass
+class _LogRead:
+    """What a feed read wants of one changelog row."""
+
+    seq: int
+    element: Literal["vertex", "edge"]
+    label: str
+    kinds: frozenset[ChangeKind]
+    since_seq: int
+    consumed: set[Hashable]
+    targets: bool
+    # The kind to report an upsert as, or None when not wanted; decided once a row
+    # (an enum's hash is a Python call, too slow for every entry).
+    created: ChangeKind | None = field(init=False)
+    updated: ChangeKind | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.created = ChangeKind.CREATED if ChangeKind.CREATED in self.kinds else None
+        self.updated = ChangeKind.UPDATED if ChangeKind.UPDATED in self.kinds else None
+
+    def wants(self, deleted: bool) -> bool:
+        """Whether any entry of a log row of deletions (or of upserts) is wanted."""
+        if deleted:
+            return ChangeKind.DELETED in self.kinds
+        return self.created is not None or self.updated is not None
+
+    def kind(self, key: Hashable, created_seq: int) -> ChangeKind | None:
+        """An upsert's kind (None: not wanted): created means after the cursor."""
+        if created_seq > self.since_seq or (
+            created_seq == self.since_seq and key not in self.consumed
+        ):
+            return self.created
+        return self.updated
+
+    def stamped(self, table: str) -> tuple[str, list[int]]:
+        """A SQL condition on ``table``'s rows: those this log row wrote last, kinds wanted.
+
+        Created after the cursor means ``cseq`` above the cursor's seq; at it, ``kind``
+        decides by the keys already consumed.
+        """
+        sql, params = f"{table}.seq = ?", [self.seq]
+        if self.created is None:
+            sql += f" AND {table}.cseq <= ?"
+            params.append(self.since_seq)
+        elif self.updated is None:
+            sql += f" AND {table}.cseq >= ?"
+            params.append(self.since_seq)
+        return sql, params
+
+
+def _log_end(connection: sqlite3.Connection) -> int:
+    """The cursor after the last changelog row (0 when the log is empty)."""
+    row = connection.execute("SELECT seq, size FROM changelog ORDER BY seq DESC LIMIT 1").fetchone()
+    return 0 if row is None else (row[0] << _CURSOR_SHIFT) | row[1]
 
 
 def _vertices(rows: list[tuple[str, str, str]]) -> list[Vertex]:

@@ -90,6 +90,7 @@ from graph.store import (
     Neighbour,
     UpsertResult,
     Vertex,
+    WantedChanges,
 )
 from graph.store import (
     Direction as NeighbourDirection,
@@ -827,34 +828,56 @@ class GremlinStore(GraphStore):
 
         return self._run("count", work)
 
-    def _changes(self, since: int, limit: int) -> ChangeBatch:
+    def _changes(
+        self, since: int, limit: int, wanted: WantedChanges | None, targets: bool
+    ) -> ChangeBatch:
         """Elements whose ``_seq`` stamp is above the cursor, oldest first.
 
-        Deleted elements are gone from the graph and are not reported.
+        Deleted elements are gone from the graph and are not reported. Labels and kinds
+        (created: ``_seq:created`` above the cursor) are filtered on the server, so
+        ``limit`` counts what is returned.
         """
+        after = P.gt(long(since))
+        vertex_fields = ("s", "c", "l", "u")
+        edge_fields = ("s", "c", "l", "o", "i", "t") if targets else ("s", "c", "l", "o", "i")
 
-        def work(g: Any) -> list[dict[str, Any]]:
-            after = P.gt(long(since))
-            vertices = (
-                __.V()
-                .has(SEQ, after)
-                .project("s", "c", "l", "u")
-                .by(SEQ)
-                .by(CREATED)
-                .by(__.label())
-                .by(UID)
-            )
-            edges = (
-                __.E()
-                .has(SEQ, after)
-                .project("s", "c", "l", "o", "i")
+        def vertices(query: Any) -> Any:
+            return query.project(*vertex_fields).by(SEQ).by(CREATED).by(__.label()).by(UID)
+
+        def edges(query: Any) -> Any:
+            query = (
+                query.project(*edge_fields)
                 .by(SEQ)
                 .by(CREATED)
                 .by(__.label())
                 .by(__.out_v().values(UID))
                 .by(__.in_v().values(UID))
             )
-            query = g.inject(0).union(vertices, edges).order().by(__.select("s"), Order.asc)
+            return query.by(__.in_v().flat_map(_vertex_fields())) if targets else query
+
+        def branches() -> list[Any]:
+            if wanted is None:
+                return [vertices(__.V().has(SEQ, after)), edges(__.E().has(SEQ, after))]
+            found = []
+            for label, kinds in wanted.items():
+                created = ChangeKind.CREATED in kinds
+                updated = ChangeKind.UPDATED in kinds
+                if not created and not updated:
+                    continue  # deletions only: there are none to read
+                vertex = label in VertexLabel.__members__.values()
+                query = (__.V() if vertex else __.E()).has_label(label).has(SEQ, after)
+                if not created:
+                    query = query.has(CREATED, P.lte(long(since)))
+                elif not updated:
+                    query = query.has(CREATED, after)
+                found.append(vertices(query) if vertex else edges(query))
+            return found
+
+        def work(g: Any) -> list[dict[str, Any]]:
+            parts = branches()
+            if not parts:
+                return []
+            query = g.inject(0).union(*parts).order().by(__.select("s"), Order.asc)
             return list(query.limit(limit).to_list())
 
         changes: list[Change] = []
@@ -864,7 +887,8 @@ class GremlinStore(GraphStore):
                 changes.append(Change(int(row["s"]), kind, "vertex", row["l"], row["u"]))
             else:
                 element_id = edge_id(row["l"], row["o"], row["i"])
-                changes.append(Change(int(row["s"]), kind, "edge", row["l"], element_id))
+                target = _vertex(row["t"]) if targets else None
+                changes.append(Change(int(row["s"]), kind, "edge", row["l"], element_id, target))
         return ChangeBatch(changes, changes[-1].cursor if changes else since)
 
     def _export_vertices(self, label: VertexLabel) -> pa.Table:

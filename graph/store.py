@@ -20,7 +20,7 @@ Semantics every backend keeps (the contract tests in ``tests/contract`` check th
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -109,7 +109,7 @@ class ChangeKind(StrEnum):
     DELETED = "deleted"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One entry of the change feed."""
 
@@ -118,6 +118,8 @@ class Change:
     element: Literal["vertex", "edge"]
     label: str
     id: str
+    target: Vertex | None = None
+    """An edge's target vertex as it is now, when the feed was asked for targets."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,45 @@ class ChangeBatch:
 
     changes: list[Change]
     cursor: int
+
+
+WantedChanges = Mapping[str, frozenset[ChangeKind]]
+"""The change kinds a feed reader wants, by vertex or edge label."""
+ALL_CHANGE_KINDS: Final = frozenset(ChangeKind)
+"""Every kind of change: what a label named without kinds gets."""
+_LABELS: Final = frozenset(VertexLabel) | frozenset(EdgeLabel)
+
+
+def _wanted_changes(
+    labels: Collection[str] | Mapping[str, Collection[str]] | None,
+) -> WantedChanges | None:
+    """``changes``' label filter checked, as kinds by label (None: everything)."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)):
+        raise InvalidInput("labels must be a collection of labels, not a single string")
+    wanted: dict[str, frozenset[ChangeKind]] = {}
+    for label in labels:
+        if not isinstance(label, str) or label not in _LABELS:
+            raise InvalidInput(
+                f"labels: {label!r} is not a vertex or edge label",
+                details={"labels": sorted(_LABELS)},
+            )
+        kinds = labels[label] if isinstance(labels, Mapping) else ALL_CHANGE_KINDS
+        if isinstance(kinds, (str, bytes)) or not kinds:
+            raise InvalidInput(f"labels: the kinds of {label!r} must be a non-empty collection")
+        unknown = [
+            kind for kind in kinds if not isinstance(kind, str) or kind not in ALL_CHANGE_KINDS
+        ]
+        if unknown:
+            raise InvalidInput(
+                f"labels: {unknown[0]!r} (for {label!r}) is not a change kind",
+                details={"kinds": [kind.value for kind in ChangeKind]},
+            )
+        wanted[str(label)] = frozenset(ChangeKind(kind) for kind in kinds)
+    if not wanted:
+        raise InvalidInput("labels must name at least one label (None for all of them)")
+    return wanted
 
 
 def _records(records: Iterable[Any]) -> list[Any]:
@@ -418,11 +459,25 @@ class GraphStore(abc.ABC):
         """Number of edges (of one label, or all) in the store."""
         return self._count_edges(edge_label(label) if label else None)
 
-    def changes(self, since: int = 0, limit: int = 10_000) -> ChangeBatch:
-        """Elements created, updated or deleted after cursor ``since``, oldest first."""
+    def changes(
+        self,
+        since: int = 0,
+        limit: int = 10_000,
+        labels: Collection[str] | Mapping[str, Collection[str]] | None = None,
+        targets: bool = False,
+    ) -> ChangeBatch:
+        """Elements created, updated or deleted after cursor ``since``, oldest first.
+
+        ``labels`` keeps the changes of these vertex and edge labels only, or, as a
+        mapping, of these labels and for each only these kinds (``ChangeKind`` values).
+        The others are skipped by the backend, not counted in ``limit``, and the cursor
+        returned is past them. With ``targets`` each edge change carries its target
+        vertex as it is now (``Change.target``; None for a deleted edge), read in the
+        same pass as the change.
+        """
         if since < 0 or limit < 1:
             raise InvalidInput("since must be >= 0 and limit >= 1")
-        return self._changes(since, limit)
+        return self._changes(since, limit, _wanted_changes(labels), targets)
 
     def export_vertices(self, label: str) -> pa.Table:
         """All vertices of one label as an Arrow table: ``id`` plus one column a property."""
@@ -521,7 +576,9 @@ class GraphStore(abc.ABC):
     def _count_edges(self, label: EdgeLabel | None) -> int: ...
 
     @abc.abstractmethod
-    def _changes(self, since: int, limit: int) -> ChangeBatch: ...
+    def _changes(
+        self, since: int, limit: int, wanted: WantedChanges | None, targets: bool
+    ) -> ChangeBatch: ...
 
     @abc.abstractmethod
     def _export_vertices(self, label: VertexLabel) -> pa.Table: ...

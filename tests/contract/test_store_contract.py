@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -254,6 +255,74 @@ def test_change_feed_includes_edges(store: GraphStore) -> None:
     store.upsert_edges("NEXT", [(alice.touchpoint_ids[0], alice.touchpoint_ids[2], {})])
     changes = store.changes(cursor).changes
     assert [(c.element, c.label, c.kind) for c in changes] == [("edge", "NEXT", ChangeKind.CREATED)]
+
+
+def _whole_feed(store: GraphStore, since: int = 0, labels: Any = None) -> list[tuple[str, str]]:
+    """``(kind, id)`` of every change after ``since``, paged one change at a time."""
+    seen, cursor = [], since
+    while (batch := store.changes(cursor, 1, labels=labels)).changes:
+        seen += [(c.kind.value, c.id) for c in batch.changes]
+        cursor = batch.cursor
+    return seen
+
+
+@pytest.mark.parametrize("labels", [["PERFORMED"], ["Customer", "NEXT"], ["Touchpoint"]])
+def test_change_feed_keeps_the_labels_asked_for(store: GraphStore, labels: list[str]) -> None:
+    alice_and_bob(store)
+    everything = store.changes(0, 100_000).changes
+    expected = [(c.kind.value, c.id) for c in everything if c.label in labels]
+    assert expected  # the graph has changes of every label tested
+    kept = store.changes(0, 100_000, labels=labels).changes
+    assert sorted((c.kind.value, c.id) for c in kept) == sorted(expected)
+    assert {c.label for c in kept} == set(labels)
+    assert sorted(_whole_feed(store, labels=labels)) == sorted(expected)
+
+
+def test_a_filtered_feed_moves_past_other_labels(store: GraphStore) -> None:
+    store.upsert_vertices("Customer", [("cust:a", {})])
+    quiet = store.changes(0, labels=["Touchpoint"])
+    assert quiet.changes == []
+    add_journeys(store, Journey("carol", ["app_login"]))
+    later = store.changes(quiet.cursor, labels=["Touchpoint"])
+    assert [c.id for c in later.changes] == ["tp:carol-000"]
+    assert store.changes(later.cursor, labels=["Touchpoint"]).changes == []
+
+
+def test_change_feed_keeps_the_kinds_asked_for_by_label(store: GraphStore) -> None:
+    store.upsert_vertices("Customer", [("cust:a", {"v": 1}), ("cust:b", {"v": 1})])
+    cursor = store.changes(0, 100).cursor
+    store.upsert_vertices("Customer", [("cust:b", {"v": 2}), ("cust:c", {"v": 1})])
+    store.upsert_vertices("Touchpoint", [("tp:x", {"event_type": "app_login"})])
+    updated = store.changes(cursor, labels={"Customer": ["updated"]}).changes
+    assert [(c.kind, c.id) for c in updated] == [(ChangeKind.UPDATED, "cust:b")]
+    created = store.changes(cursor, labels={"Customer": [ChangeKind.CREATED]}).changes
+    assert [(c.kind, c.id) for c in created] == [(ChangeKind.CREATED, "cust:c")]
+    mixed = store.changes(cursor, labels={"Customer": ["updated"], "Touchpoint": ["created"]})
+    assert sorted(c.id for c in mixed.changes) == ["cust:b", "tp:x"]
+    assert _whole_feed(store, cursor, labels={"Customer": ["updated"]}) == [("updated", "cust:b")]
+
+
+def test_change_feed_brings_edge_targets_when_asked(store: GraphStore) -> None:
+    alice, bob = alice_and_bob(store)
+    plain = store.changes(0, 100_000, labels=["PERFORMED", "Customer"]).changes
+    assert all(c.target is None for c in plain)
+    with_targets = store.changes(0, 100_000, labels=["PERFORMED", "Customer"], targets=True)
+    performed = [c for c in with_targets.changes if c.label == "PERFORMED"]
+    assert len(performed) == len(alice.touchpoint_ids) + len(bob.touchpoint_ids)
+    for change in performed:
+        assert change.target is not None
+        assert change.id.endswith(">" + change.target.id)
+        assert change.target == store.get_vertex(change.target.id)
+    assert all(c.target is None for c in with_targets.changes if c.element == "vertex")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    ["Customer", ["Nope"], [], {"Customer": []}, {"Customer": ["gone"]}, {"Customer": "created"}],
+)
+def test_change_feed_refuses_bad_label_filters(store: GraphStore, labels: object) -> None:
+    with pytest.raises(InvalidInput):
+        store.changes(0, labels=labels)  # type: ignore[arg-type]
 
 
 # --- exports --------------------------------------------------------------------------

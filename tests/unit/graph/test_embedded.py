@@ -179,6 +179,76 @@ def test_change_feed_keeps_each_elements_latest_change(tmp_path: Path) -> None:
         assert [(c.kind, c.id) for c in store.changes().changes] == [(ChangeKind.CREATED, "cust:a")]
 
 
+def test_a_filtered_feed_reports_deletions_and_updates_only_when_asked(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path / "g.db") as store:
+        store.upsert_vertices("Customer", [("cust:a", {})])
+        store.upsert_vertices("Touchpoint", [(f"tp:{i}", {"v": 1}) for i in range(3)])
+        store.upsert_edges("PERFORMED", [("cust:a", f"tp:{i}", {}) for i in range(3)])
+        cursor = store.changes(0, limit=100).cursor
+        store.upsert_vertices("Touchpoint", [("tp:0", {"v": 2}), ("tp:9", {"v": 1})])
+        store.delete_vertices(["tp:1"])
+        wanted = {"Touchpoint": ["updated", "deleted"], "PERFORMED": ["deleted"]}
+        found = store.changes(cursor, labels=wanted)
+        assert [(c.kind, c.id) for c in found.changes] == [
+            (ChangeKind.UPDATED, "tp:0"),
+            (ChangeKind.DELETED, "PERFORMED:cust:a>tp:1"),
+            (ChangeKind.DELETED, "tp:1"),
+        ]
+        assert found.cursor == store.changes(cursor).cursor
+        nothing = store.changes(cursor, labels={"Customer": ["deleted"]})
+        assert nothing.changes == [] and nothing.cursor == found.cursor
+
+
+_FEED_LABELS = ("Customer", "Touchpoint", "PERFORMED")
+_KINDS = st.sets(st.sampled_from(list(ChangeKind)), min_size=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    writes=st.lists(
+        st.tuples(st.sampled_from(["upsert", "delete"]), st.sets(st.integers(0, 7), min_size=1)),
+        min_size=1,
+        max_size=8,
+    ),
+    start=st.integers(0, 8),
+    wanted=st.dictionaries(st.sampled_from(_FEED_LABELS), _KINDS, min_size=1),
+    limit=st.integers(1, 5),
+)
+def test_a_filtered_feed_is_the_whole_feed_filtered(
+    writes: list[tuple[str, set[int]]],
+    start: int,
+    wanted: dict[str, set[ChangeKind]],
+    limit: int,
+) -> None:
+    with tempfile.TemporaryDirectory() as folder, EmbeddedStore(Path(folder) / "g.db") as store:
+        cursors = [0]
+        for step, (action, numbers) in enumerate(writes):
+            if action == "delete":
+                store.delete_vertices([f"tp:{n}" for n in numbers])
+            else:
+                store.upsert_vertices("Customer", [("cust:a", {"step": step})])
+                store.upsert_vertices("Touchpoint", [(f"tp:{n}", {"v": step}) for n in numbers])
+                store.upsert_edges("PERFORMED", [("cust:a", f"tp:{n}", {}) for n in numbers])
+            cursors.append(store.changes(cursors[-1], limit=1000).cursor)
+        since = cursors[min(start, len(cursors) - 1)]
+
+        def keep(change: object) -> bool:
+            return change.kind in wanted.get(change.label, ())  # type: ignore[attr-defined]
+
+        whole = store.changes(since, limit=1000)
+        filtered = store.changes(since, limit=1000, labels=wanted)
+        assert filtered.changes == [c for c in whole.changes if keep(c)]
+        assert filtered.cursor == whole.cursor
+        # Paged, kinds are relative to each page's cursor; the elements are the same.
+        labels = list(wanted)
+        paged, cursor = [], since
+        while (batch := store.changes(cursor, limit, labels=labels)).changes:
+            assert len(batch.changes) <= limit
+            paged += [c.id for c in batch.changes]
+            cursor = batch.cursor
+        assert sorted(paged) == sorted(c.id for c in whole.changes if c.label in labels)
+
+
 def test_pandas_timestamps_and_str_enums_are_stored(tmp_path: Path) -> None:
     import pandas as pd
 

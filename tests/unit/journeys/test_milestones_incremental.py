@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from graph import EdgeLabel, EmbeddedStore
+from graph import EdgeLabel, EmbeddedStore, VertexLabel
 from ingest.frame_writer import FrameWriter
 from ingest.lake import Lake
 from journeys.milestones import (
@@ -158,6 +158,31 @@ def test_a_follower_started_after_a_backfill_reads_the_window_it_needs(world: Wo
     assert follow(late) == (1, 0)
     assert world.reaches()[("cust:ann", "three_calls")] == (2, ["a1", "a2", "a3"])
     assert world.reaches()[("cust:ann", "first_call")] == (0, ["a1"])
+
+
+def test_customers_created_in_the_feed_need_no_timeline_read(world: World) -> None:
+    follower = world.follower()
+    world.arrive(call("ann", "a1", 0), call("ann", "a2", 1))
+    world.arrive(call("bob", "b1", 0, "incident"))
+    assert follower.follow(idle_exit=0).timelines_read == 0
+    # A split (as ingest.resolution.operations.detach_identifier writes it): cust:new is
+    # created after the cursor and gets a1; its window is the feed's alone.
+    world.store.upsert_vertices(VertexLabel.CUSTOMER, [("cust:new", {})])
+    world.store.delete_edges(EdgeLabel.PERFORMED, [("cust:ann", "tp:a1")])
+    world.store.upsert_edges(EdgeLabel.PERFORMED, [("cust:new", "tp:a1", {})])
+    world.arrive(call("new", "n2", 3), call("new", "n3", 4), call("bob", "b2", 9, "port"))
+    done = follower.follow(idle_exit=0)
+    assert (done.timelines_read, done.new) == (0, 3)
+    reaches = world.reaches()
+    assert reaches[("cust:new", "three_calls")] == (4, ["a1", "n2", "n3"])
+    assert reaches[("cust:new", "first_call")] == (0, ["a1"])
+    assert reaches[("cust:bob", "port_after_incident")] == (9, ["b1", "b2"])
+    # A customer the follower never saw created is read from the store, once.
+    late = world.follower(cursor="late.json")
+    late.cursor.save(world.store.changes(0, 1_000_000).cursor)
+    world.arrive(call("ann", "a4", 5), call("ann", "a5", 6))
+    assert late.follow(idle_exit=0).timelines_read == 1
+    assert world.reaches()[("cust:ann", "three_calls")] == (6, ["a2", "a4", "a5"])
 
 
 def test_a_merge_is_evaluated_on_the_merged_timeline(world: World) -> None:
