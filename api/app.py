@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import widgets
 from api.bootstrap import (
     open_frequency_analyzer,
     open_ingestor,
@@ -18,7 +19,17 @@ from api.bootstrap import (
     open_timelines,
 )
 from api.errors import install_error_handlers
-from api.routes import customers, events, health, journeys, kpis, milestones, similarity
+from api.routes import (
+    cells,
+    customers,
+    engagement,
+    events,
+    health,
+    journeys,
+    kpis,
+    milestones,
+    similarity,
+)
 from api.settings import Settings, get_settings
 from graph import GraphStore
 from ingest.pipeline import PushIngestor
@@ -67,4 +78,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.include_router(similarity.router, prefix=API_PREFIX)
     app.include_router(kpis.router, prefix=API_PREFIX)
     app.include_router(milestones.router, prefix=API_PREFIX)
+    app.include_router(engagement.router, prefix=API_PREFIX)
+    app.include_router(cells.router, prefix=API_PREFIX)
+    app.include_router(widgets.router)
     return app

@@ -6,7 +6,11 @@ collaborators as arguments.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from api.settings import Settings
@@ -14,7 +18,14 @@ from graph import EmbeddedStore, GraphStore
 from ingest.lake import Lake
 
 if TYPE_CHECKING:
-    from ingest.pipeline import Ingestor
+    from engage._recording import TouchpointPusher
+    from engage.cells import CellSentimentRunner
+    from engage.channels import Channel
+    from engage.feedback import EngagementLookup, FeedbackService
+    from engage.queue import QueuePolicy
+    from engage.runner import EngagementLoop
+    from ingest.pipeline import Ingestor, PushIngestor
+    from ingest.quarantine import QuarantineWriter
     from journeys.frequency import FrequencyAnalyzer
     from journeys.kpis import KpiRunner
     from journeys.milestones import MilestoneService
@@ -100,3 +111,104 @@ def open_milestones(settings: Settings, store: GraphStore) -> MilestoneService:
     lake, merge_map = open_lake(settings)
     folder = settings.milestones_path
     return MilestoneService(MilestoneCatalog(folder), store, lake, merge_map, folder / "state")
+
+
+def open_engagement_lookup(connection: sqlite3.Connection) -> EngagementLookup:
+    """The engagement queue on ``connection``, as feedback looks engagements up in it."""
+    from engage.queue import EngagementQueue
+
+    return EngagementQueue(connection)
+
+
+@contextmanager
+def open_feedback(
+    settings: Settings,
+    store: GraphStore,
+    ingestor: PushIngestor,
+    lookup: Callable[[sqlite3.Connection], EngagementLookup] = open_engagement_lookup,
+) -> Iterator[FeedbackService]:
+    """A feedback service on a connection of its own to the engagement database.
+
+    The connection is closed on leaving the block. SQLite connections stay on the
+    thread that opened them, so each HTTP request opens its own.
+    """
+    from engage._db import open_engage_db
+    from engage._recording import record_feedback
+    from engage.feedback import FeedbackService
+
+    connection = open_engage_db(settings.engage_db)
+    try:
+        yield FeedbackService(
+            connection,
+            lookup(connection),
+            store,
+            recorder=partial(record_feedback, ingestor),
+            alpha=settings.sentiment_alpha,
+        )
+    finally:
+        connection.close()
+
+
+@contextmanager
+def open_cell_sentiment(settings: Settings) -> Iterator[CellSentimentRunner]:
+    """The cell sentiment report runner on a connection of its own (closed on exit)."""
+    from engage._db import open_engage_db
+    from engage.cells import CellSentimentRunner
+
+    connection = open_engage_db(settings.engage_db)
+    try:
+        yield CellSentimentRunner(connection)
+    finally:
+        connection.close()
+
+
+def engage_policy(settings: Settings) -> QueuePolicy:
+    """The engagement queue's policy from the settings."""
+    from datetime import timedelta
+
+    from engage.queue import QueuePolicy
+
+    return QueuePolicy(
+        dedupe_window=timedelta(hours=settings.engage_dedupe_hours),
+        max_attempts=settings.engage_max_attempts,
+        quiet_hours=settings.engage_quiet_hours or None,
+        timezone=settings.engage_timezone,
+        contact_cap=settings.engage_contact_cap,
+        # Longer than a send can take (its timeout) with room to record the outcome, and
+        # short, since a lease left by a killed process delays that engagement by it.
+        lease=timedelta(seconds=2 * settings.engage_webhook_timeout + 5),
+    )
+
+
+def open_channel(
+    settings: Settings, webhook_url: str | None = None, dry_run: Path | None = None
+) -> Channel:
+    """Where engagements go: a dry-run file if asked, else the webhook, else the dry-run file."""
+    from engage.channels import FileChannel, WebhookChannel
+
+    url = None if dry_run is not None else webhook_url or settings.engage_webhook_url
+    if url is None:
+        return FileChannel(dry_run or settings.engage_path / "sent.jsonl")
+    secret = settings.engage_webhook_secret or settings.secret_key
+    return WebhookChannel(url, secret.get_secret_value(), settings.engage_webhook_timeout)
+
+
+def open_engagement_loop(
+    settings: Settings,
+    channel: Channel,
+    recorder: TouchpointPusher | None,
+    quarantine: QuarantineWriter | None,
+) -> EngagementLoop:
+    """The engagement loop over the settings' database, decision table and queue policy."""
+    from engage.rules import load_decision_table
+    from engage.runner import EngagementLoop
+
+    return EngagementLoop(
+        settings.engage_db,
+        load_decision_table(settings.engage_rules).with_thresholds(settings.engage_thresholds),
+        engage_policy(settings),
+        channel,
+        recorder=recorder,
+        quarantine=quarantine,
+        workers=settings.engage_workers,
+    )

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.bootstrap import open_store
-from api.commands import journeys, kpis, milestones
+from api.commands import engage, journeys, kpis, milestones
 from api.commands._output import JsonFlag, console, emit, fail, print_json, progress_bar
 from api.settings import Settings, get_settings
 from graph import GraphStore, JourneyGraphError
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(journeys.app, name="journeys")
 app.command("kpis")(kpis.kpis)
 app.add_typer(milestones.app, name="milestones")
+app.add_typer(engage.app, name="engage")
 
 
 @app.command()

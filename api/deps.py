@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.bootstrap import open_cell_sentiment, open_feedback
 from api.settings import Settings, get_settings
+from engage.cells import CellSentimentRunner
+from engage.feedback import FeedbackService
 from graph import GraphStore
 from ingest.pipeline import PushIngestor
 from journeys.frequency import FrequencyAnalyzer
@@ -51,6 +57,28 @@ def get_milestones(request: Request) -> MilestoneService:
     return milestones
 
 
+FeedbackOpener = Callable[[], AbstractContextManager[FeedbackService]]
+"""Opens a feedback service for the block it is used in (``with opener() as service``)."""
+CellSentimentOpener = Callable[[], AbstractContextManager[CellSentimentRunner]]
+"""Opens a cell sentiment runner for the block it is used in."""
+
+
+def get_feedback(
+    request: Request, settings: Annotated[Settings, Depends(get_settings)]
+) -> FeedbackOpener:
+    """Opens the feedback service in the route's own thread.
+
+    SQLite connections stay on the thread that opened them, and FastAPI may run a
+    dependency and its route on different threads, so the route opens it.
+    """
+    return partial(open_feedback, settings, request.app.state.store, request.app.state.ingestor)
+
+
+def get_cell_sentiment(settings: Annotated[Settings, Depends(get_settings)]) -> CellSentimentOpener:
+    """Opens the cell sentiment runner in the route's own thread (see ``get_feedback``)."""
+    return partial(open_cell_sentiment, settings)
+
+
 StoreDep = Annotated[GraphStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]
@@ -58,3 +86,5 @@ FrequencyAnalyzerDep = Annotated[FrequencyAnalyzer, Depends(get_frequency_analyz
 SimilarityAnalyzerDep = Annotated[SimilarityAnalyzer, Depends(get_similarity_analyzer)]
 KpiRunnerDep = Annotated[KpiRunner, Depends(get_kpi_runner)]
 MilestonesDep = Annotated[MilestoneService, Depends(get_milestones)]
+FeedbackDep = Annotated[FeedbackOpener, Depends(get_feedback)]
+CellSentimentDep = Annotated[CellSentimentOpener, Depends(get_cell_sentiment)]

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from graph.errors import (
+    Conflict,
     GraphError,
     GraphUnavailable,
     InvalidInput,
@@ -23,6 +24,7 @@ from graph.errors import (
 _STATUS: list[tuple[type[JourneyGraphError], int]] = [
     (InvalidInput, 422),
     (NotFound, 404),
+    (Conflict, 409),
     (QueryTimeout, 504),
     (GraphUnavailable, 503),
     (GraphError, 503),

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engage.feedback import MAX_ENGAGEMENT_ID, MAX_FEEDBACK_TEXT
 from graph import Vertex
 from ingest.frame import QuarantinedRow
 from ingest.pipeline import IngestSummary
@@ -134,3 +135,18 @@ class EventsOut(BaseModel):
             customers_merged=summary.customers_merged,
             rejected=[RejectedEvent(row=row.row, reasons=list(row.reasons)) for row in rejected],
         )
+
+
+# --- engagement (issue 7) ------------------------------------------------------------
+
+
+class FeedbackIn(BaseModel):
+    """A subscriber's answer to an engagement."""
+
+    engagement_id: str = Field(
+        min_length=1, max_length=MAX_ENGAGEMENT_ID, examples=["eng-3f2a9c41d0b7e5a61c28"]
+    )
+    score: int = Field(ge=1, le=5, description="1 (very bad) to 5 (very good)")
+    text: str = Field(
+        default="", max_length=MAX_FEEDBACK_TEXT, description="the subscriber's own words"
+    )

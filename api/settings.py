@@ -67,6 +67,51 @@ class Settings(BaseSettings):
         "ones) and the change-feed follower's cursor; default <ingest_dir>/milestones",
     )
 
+    engage_dir: Path | None = Field(
+        default=None,
+        description="the engagement database (profiles, queue, feedback, sentiment), the "
+        "probe quarantine and the engine's cursor; default <data_dir>/engage",
+    )
+    engage_rules: Path | None = Field(
+        default=None,
+        description="the incident decision table (YAML); default: the shipped engage/rules.yaml",
+    )
+    engage_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="threshold overrides by metric or rule name, e.g. "
+        '{"call_drop_rate": 0.2}; a rule name wins over its metric',
+    )
+    engage_cells: Path | None = Field(
+        default=None,
+        description="a Parquet/CSV file of known radio cells (a cell_id column); probe events "
+        "naming another cell are quarantined. Unset: every cell is accepted",
+    )
+    engage_webhook_url: str | None = Field(
+        default=None,
+        description="where engagements are POSTed (the operator's SMS/push/outbound platform); "
+        "unset: engagements go to a dry-run file, <engage_dir>/sent.jsonl",
+    )
+    engage_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="signs webhook bodies (HMAC-SHA256); default: the secret key",
+    )
+    engage_webhook_timeout: float = Field(default=5.0, gt=0, le=120)
+    engage_workers: int = Field(default=4, ge=1, le=64, description="sends in flight at once")
+    engage_dedupe_hours: float = Field(
+        default=24.0, gt=0, description="one engagement per subscriber and rule in this window"
+    )
+    engage_max_attempts: int = Field(default=8, ge=1, le=100)
+    engage_quiet_hours: str | None = Field(
+        default="21:00-08:00", description='"HH:MM-HH:MM" local time with no contact; "" for none'
+    )
+    engage_timezone: str = Field(default="UTC", description="IANA zone of the quiet hours")
+    engage_contact_cap: int | None = Field(
+        default=2, ge=1, description="engagements sent per subscriber per 7 days at most"
+    )
+    sentiment_alpha: float = Field(
+        default=0.3, gt=0, le=1, description="weight of the newest answer in the sentiment EWMA"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.backend == "gremlin" and not self.gremlin_url:
@@ -89,6 +134,16 @@ class Settings(BaseSettings):
     def milestones_path(self) -> Path:
         """The folder of added milestone definitions."""
         return self.milestones_dir or self.ingest_path / "milestones"
+
+    @property
+    def engage_path(self) -> Path:
+        """The engagement working folder."""
+        return self.engage_dir or self.data_dir / "engage"
+
+    @property
+    def engage_db(self) -> Path:
+        """The engagement database file."""
+        return self.engage_path / "engage.db"
 
     def check_production_ready(self) -> None:
         """Refuse insecure defaults outside development mode."""

@@ -26,6 +26,9 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
     "bench_similarity": [],
     "bench_kpis": [],
     "bench_milestones": [],
+    "bench_cell_sentiment": [],
+    "bench_engage": [],
+    "bench_incidents": [],
 }
 """Module (under ``bench``) -> its arguments."""
 

@@ -12,6 +12,7 @@ never have to know which backend they talk to::
      +-- NotFound                something named by the caller does not exist (HTTP 404)
      |    +-- UnknownVertex      an edge endpoint or a looked-up vertex is missing
      |    +-- UnknownCustomer    a customer id that is not in the graph
+     +-- Conflict                the request clashes with what is recorded (HTTP 409)
      +-- GraphError              the graph store failed (HTTP 503 / 504)
           +-- GraphUnavailable   the store cannot be reached or dropped the connection
           +-- QueryTimeout       the store did not answer in time
@@ -83,6 +84,12 @@ class UnknownCustomer(NotFound):
     """A customer id that is not in the graph."""
 
     code = "unknown_customer"
+
+
+class Conflict(JourneyGraphError):
+    """The request clashes with what is already recorded (an answer given twice)."""
+
+    code = "conflict"
 
 
 class GraphError(JourneyGraphError):
