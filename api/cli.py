@@ -14,7 +14,15 @@ from rich.table import Table
 
 from api.bootstrap import open_store
 from api.commands import engage, journeys, kpis, milestones
-from api.commands._output import JsonFlag, console, emit, fail, print_json, progress_bar
+from api.commands._output import (
+    JsonFlag,
+    console,
+    emit,
+    estimated_rows,
+    fail,
+    print_json,
+    progress_bar,
+)
 from api.settings import Settings, get_settings
 from graph import GraphStore, JourneyGraphError
 
@@ -162,7 +170,7 @@ def ingest(
     mapping = _mapping(source)
     with _pipeline() as ingestor:
         files = ingestor.expand(paths, mapping)
-        total = sum(_estimated_rows(path) for path, _ in files)
+        total = sum(estimated_rows(path) for path, _ in files)
         with progress_bar() as progress:
             task = progress.add_task(f"ingesting {mapping.source}", total=total)
             summary = ingestor.ingest_paths(
@@ -337,18 +345,6 @@ def _mapping(source: str) -> SourceMapping:
         return load_mapping(source)
     except JourneyGraphError as error:
         raise fail(error) from error
-
-
-def _estimated_rows(path: Path) -> int:
-    """Rows in a file: exact for Parquet, from the size for text (a bar needs a total)."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    with path.open("rb") as handle:
-        sample = handle.read(1 << 20)
-    lines = max(sample.count(b"\n"), 1)
-    return int(path.stat().st_size * lines / max(len(sample), 1))
 
 
 def _open(settings: Settings) -> GraphStore:

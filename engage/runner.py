@@ -6,8 +6,11 @@
   rows), evaluated, and committed with its cursor (``engage.engine``);
 * the dispatcher, on a thread of its own with its own connection, woken as soon as
   the engine queues something (``engage.dispatcher``);
-* the outbox: engagements sent are recorded as touchpoints through the ingest push
-  path and marked recorded (``engage._recording``), after each batch and at the end.
+* the outbox, on a third thread: engagements sent are recorded as touchpoints
+  through the ingest push path and marked recorded (``engage._recording``) every
+  ``record_seconds`` and at the end. Recording off the engine's thread keeps the
+  ingest pipeline's cost out of the probe-to-send latency, and doing it every few
+  seconds keeps the lake from filling with one tiny file per micro-batch.
 
 At the end of the input it waits (``drain_seconds`` at most) until nothing is
 pending or in flight, so ``engage run --file`` returns with its engagements sent;
@@ -36,6 +39,7 @@ from engage.engine import BatchSummary, EngagementEngine, InputCursor
 from engage.profiles import ProfileEvaluator
 from engage.queue import EngagementQueue, QueuePolicy, QueueStats
 from engage.rules import DecisionTable
+from graph.errors import JourneyGraphError
 from ingest.frame import QuarantinedRow
 from ingest.quarantine import QuarantineWriter
 
@@ -43,7 +47,7 @@ __all__ = ["EngagementLoop", "LoopProgress", "LoopSummary", "ProbeBatch"]
 
 log = logging.getLogger(__name__)
 
-_OUTBOX_BATCH = 1_000
+_OUTBOX_BATCH = 10_000
 _DRAIN_POLL_SECONDS = 0.02
 
 
@@ -111,6 +115,7 @@ class EngagementLoop:
         recorder: TouchpointPusher | None = None,
         quarantine: QuarantineWriter | None = None,
         workers: int = 4,
+        record_seconds: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.database = database
@@ -120,6 +125,7 @@ class EngagementLoop:
         self.recorder = recorder
         self.quarantine = quarantine
         self.workers = workers
+        self.record_seconds = record_seconds
         self.clock = clock
 
     def applied(self, input_name: str) -> int:
@@ -166,6 +172,14 @@ class EngagementLoop:
             daemon=True,
         )
         sender.start()
+        recording = threading.Thread(
+            target=self._keep_recording,
+            args=(halt, state, lock),
+            name="journeygraph-recorder",
+            daemon=True,
+        )
+        if self.recorder is not None:
+            recording.start()
         try:
             for batch in batches:
                 if stop is not None and stop.is_set():
@@ -176,11 +190,9 @@ class EngagementLoop:
                     self.quarantine.write(batch.quarantined)
                     self.quarantine.flush()
                 done = engine.process(batch.events, batch.cursor)
-                recorded = self._record(queue)
                 with lock:
                     state.engine.add(done)
                     state.quarantined += len(batch.quarantined)
-                    state.recorded += recorded
                 if progress is not None:
                     progress(state)
             self._drain(queue, drain_seconds, stop)
@@ -189,6 +201,8 @@ class EngagementLoop:
             dispatcher.notify()
             sender.join()
             dispatcher.close()
+            if recording.is_alive():
+                recording.join()
         state.recorded += self._record(queue)
         summary = LoopSummary(
             engine=state.engine,
@@ -202,13 +216,31 @@ class EngagementLoop:
         return summary
 
     def _drain(self, queue: EngagementQueue, seconds: float, stop: threading.Event | None) -> None:
-        """Wait until nothing is due or in flight (or ``seconds`` pass), recording as it goes."""
+        """Wait until nothing is due or in flight, or ``seconds`` pass."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             if not queue.due_or_in_flight():
                 return
-            self._record(queue)
             time.sleep(_DRAIN_POLL_SECONDS)
+
+    def _keep_recording(
+        self, halt: threading.Event, state: LoopProgress, lock: threading.Lock
+    ) -> None:
+        """Record the outbox every ``record_seconds`` until ``halt`` (own connection)."""
+        connection = open_engage_db(self.database)
+        try:
+            queue = EngagementQueue(connection, self.policy, self.clock)
+            while not halt.wait(self.record_seconds):
+                try:
+                    recorded = self._record(queue)
+                except JourneyGraphError:
+                    # The outbox keeps them; the next round or the end of the run retries.
+                    log.exception("recording sent engagements failed; will retry")
+                    continue
+                with lock:
+                    state.recorded += recorded
+        finally:
+            connection.close()
 
     def _record(self, queue: EngagementQueue) -> int:
         """Record sent engagements as touchpoints (the outbox); returns how many."""

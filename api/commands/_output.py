@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,6 +36,18 @@ def progress_bar() -> Progress:
         console=console,
         disable=not console.is_terminal,
     )
+
+
+def estimated_rows(path: Path) -> int:
+    """Rows in a file: exact for Parquet, from the size for text (a bar needs a total)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with path.open("rb") as handle:
+        sample = handle.read(1 << 20)
+    lines = max(sample.count(b"\n"), 1)
+    return int(path.stat().st_size * lines / max(len(sample), 1))
 
 
 def fail(error: Exception) -> typer.Exit:

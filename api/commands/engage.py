@@ -21,7 +21,7 @@ from api.bootstrap import (
     open_ingestor,
     open_store,
 )
-from api.commands._output import JsonFlag, console, emit, fail, print_json
+from api.commands._output import JsonFlag, emit, estimated_rows, fail, print_json, progress_bar
 from api.settings import Settings, get_settings
 from engage._db import open_engage_db
 from engage.cells import CellSentimentQuery, CellSentimentRunner
@@ -82,14 +82,28 @@ def run(
                 cells = (
                     known_cells_from_file(settings.engage_cells) if settings.engage_cells else None
                 )
-                if files and files != [Path("-")]:
-                    batches = file_batches(files, loop.applied, batch_rows, cells)
-                else:
+                streaming = not files or files == [Path("-")]
+                if streaming:
                     batches = stream_batches(sys.stdin.buffer, batch_rows, max_delay, cells)
-                try:
-                    summary = loop.run(batches, drain_seconds=drain, progress=_report)
-                except KeyboardInterrupt:
-                    raise typer.Exit(code=130) from None
+                else:
+                    batches = file_batches(files or [], loop.applied, batch_rows, cells)
+                with progress_bar() as bar:
+                    total = None if streaming else sum(estimated_rows(p) for p in files or [])
+                    task = bar.add_task("probe events", total=total)
+
+                    def report(progress: LoopProgress) -> None:
+                        engine, dispatch = progress.engine, progress.dispatch
+                        bar.update(
+                            task,
+                            completed=engine.probe_events + progress.quarantined,
+                            description=f"probe events ({engine.incidents:,} incidents, "
+                            f"{dispatch.sent:,} sent, {progress.quarantined:,} quarantined)",
+                        )
+
+                    try:
+                        summary = loop.run(batches, drain_seconds=drain, progress=report)
+                    except KeyboardInterrupt:
+                        raise typer.Exit(code=130) from None
             finally:
                 channel.close()
     except (JourneyGraphError, OSError, ValueError) as error:
@@ -106,17 +120,6 @@ def run(
     for key in ("quarantined", "recorded", "seconds", "quarantine"):
         table.add_row(key, escape(str(result[key])))
     Console().print(table)
-
-
-def _report(progress: LoopProgress) -> None:
-    if console.is_terminal:
-        engine, dispatch = progress.engine, progress.dispatch
-        console.print(
-            f"{engine.probe_events:,} probe events, {engine.incidents:,} incidents, "
-            f"{engine.queued:,} queued, {dispatch.sent:,} sent, {dispatch.dead:,} dead, "
-            f"{progress.quarantined:,} quarantined",
-            end="\r",
-        )
 
 
 @contextmanager
