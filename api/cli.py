@@ -192,7 +192,7 @@ def stream(
     idle_exit: Annotated[
         float | None, typer.Option(help="with --follow: stop after this many idle seconds")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 5_000,
+    batch_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 20_000,
     max_wait: Annotated[float, typer.Option(help="seconds before a partial batch goes")] = 0.5,
     model: Annotated[
         Path | None,

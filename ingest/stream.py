@@ -32,7 +32,7 @@ _END: Final = object()
 class StreamOptions:
     """Micro-batching and stopping rules of one stream run."""
 
-    batch_size: int = 5_000
+    batch_size: int = 20_000
     max_wait: float = 0.5
     link_every: float = 5.0
     max_lines: int | None = None
