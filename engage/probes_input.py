@@ -15,18 +15,19 @@ second).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
 from engage.engine import InputCursor
 from engage.probes import probes_from_lines, read_probe_file
 from engage.runner import ProbeBatch
-from ingest.stream import micro_batches
+from ingest.stream import follow, micro_batches
 
-__all__ = ["file_batches", "input_name", "stream_batches"]
+__all__ = ["file_batches", "follow_batches", "input_name", "stream_batches"]
 
 if TYPE_CHECKING:
     KnownCells: TypeAlias = Collection[str] | pa.Array[Any] | None
@@ -56,15 +57,45 @@ def file_batches(
 
 
 def stream_batches(
-    stream: BinaryIO,
+    lines: Iterable[bytes],
     batch_rows: int,
     max_delay: float,
     known_cells: KnownCells = None,
     origin: str = "stdin",
+    cursor: InputCursor | None = None,
 ) -> Iterator[ProbeBatch]:
-    """Micro-batches of JSON lines from ``stream`` until it ends."""
-    row = 1
-    for lines in micro_batches(stream, batch_rows, max_delay):
-        read = probes_from_lines(lines, origin=origin, first_row=row, known_cells=known_cells)
-        row += len(lines)
-        yield ProbeBatch(read.table, read.quarantined)
+    """Micro-batches of JSON ``lines`` until they end.
+
+    With a ``cursor`` (an input, e.g. a followed file, and how many of its lines were
+    applied) the applied lines are skipped and each batch moves the cursor, so a
+    restarted follower goes on where the last committed batch ended.
+    """
+    done = cursor.position if cursor is not None else 0
+    for batch in micro_batches(islice(lines, done, None), batch_rows, max_delay):
+        read = probes_from_lines(batch, origin=origin, first_row=done + 1, known_cells=known_cells)
+        done += len(batch)
+        moved = InputCursor(cursor.input, done) if cursor is not None else None
+        yield ProbeBatch(read.table, read.quarantined, moved)
+
+
+def follow_batches(
+    path: Path,
+    applied: Callable[[str], int],
+    batch_rows: int,
+    max_delay: float,
+    known_cells: KnownCells = None,
+    idle_exit: float | None = None,
+) -> Iterator[ProbeBatch]:
+    """Micro-batches of a JSON Lines file as it grows (``tail -f``), resumable by line.
+
+    Ends after ``idle_exit`` seconds without new lines (never, if None).
+    """
+    name = f"follow:{path.resolve()}"
+    yield from stream_batches(
+        follow(path, idle_exit=idle_exit),
+        batch_rows,
+        max_delay,
+        known_cells,
+        origin=str(path),
+        cursor=InputCursor(name, applied(name)),
+    )

@@ -26,13 +26,14 @@ from api.settings import Settings, get_settings
 from engage._db import open_engage_db
 from engage.cells import CellSentimentQuery, CellSentimentRunner
 from engage.probes import known_cells_from_file
-from engage.probes_input import file_batches, stream_batches
+from engage.probes_input import file_batches, follow_batches, stream_batches
 from engage.queue import EngagementQueue
 from engage.rules import load_decision_table
 from engage.runner import LoopProgress
 from graph import JourneyGraphError
 from ingest.pipeline import PushIngestor
 from ingest.quarantine import QuarantineWriter
+from ingest.stream import read_lines
 
 app = typer.Typer(
     name="engage",
@@ -55,6 +56,12 @@ def run(
     dry_run: Annotated[
         Path | None, typer.Option(help="write engagements to this JSON Lines file instead")
     ] = None,
+    follow: Annotated[
+        bool, typer.Option(help="follow the one JSON Lines file as it grows (resumable)")
+    ] = False,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="--follow: stop after this many idle seconds")
+    ] = None,
     batch_rows: Annotated[int, typer.Option(min=1, max=1_000_000)] = 50_000,
     max_delay: Annotated[
         float, typer.Option(help="stdin: the longest a probe event waits for its batch (s)")
@@ -67,10 +74,10 @@ def run(
     ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Process probe events (files once, or the stdin stream until it ends) and send engagements.
+    """Process probe events (files once, a followed file, or stdin until it ends) and send them.
 
-    Resumes where an earlier run over the same files stopped; bad rows go to the
-    probe quarantine file. Ends with a summary of every counter.
+    Resumes where an earlier run over the same files (or followed file) stopped; bad
+    rows go to the probe quarantine file. Ends with a summary of every counter.
     """
     settings = get_settings()
     quarantine_path = settings.engage_path / "quarantine" / "probes.jsonl"
@@ -82,9 +89,16 @@ def run(
                 cells = (
                     known_cells_from_file(settings.engage_cells) if settings.engage_cells else None
                 )
-                streaming = not files or files == [Path("-")]
-                if streaming:
-                    batches = stream_batches(sys.stdin.buffer, batch_rows, max_delay, cells)
+                streaming = follow or not files or files == [Path("-")]
+                if follow:
+                    if not files or len(files) != 1:
+                        raise ValueError("--follow takes exactly one JSON Lines file")
+                    batches = follow_batches(
+                        files[0], loop.applied, batch_rows, max_delay, cells, idle_exit
+                    )
+                elif streaming:
+                    lines = read_lines(sys.stdin.buffer)
+                    batches = stream_batches(lines, batch_rows, max_delay, cells)
                 else:
                     batches = file_batches(files or [], loop.applied, batch_rows, cells)
                 with progress_bar() as bar:
