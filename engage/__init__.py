@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Feedback,
         Incident,
     )
+    from engage.probes import ProbeBatch
     from engage.profiles import (
         ProfileEvaluator,
     )
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
     from engage.runner import (
         EngagementLoop,
         LoopSummary,
-        ProbeBatch,
     )
 
 _HOMES = {
@@ -102,7 +102,7 @@ _HOMES = {
     "DispatchSummary": "engage.dispatcher",
     "EngagementLoop": "engage.runner",
     "LoopSummary": "engage.runner",
-    "ProbeBatch": "engage.runner",
+    "ProbeBatch": "engage.probes",
     "FeedbackService": "engage.feedback",
     "SentimentUpdate": "engage.feedback",
     "AlreadyAnswered": "engage.feedback",

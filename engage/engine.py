@@ -24,16 +24,28 @@ import pyarrow as pa
 
 from engage import cells
 from engage._db import transaction
-from engage.model import Engagement, Incident, dedupe_key, engagement_id
+from engage.model import Engagement, Incident, InputCursor, dedupe_key, engagement_id
 from engage.profiles import ProfileEvaluator
 from engage.queue import EngagementQueue, EnqueueResult
 
-__all__ = ["BatchSummary", "EngagementEngine", "InputCursor", "engagement_for"]
+__all__ = ["BatchSummary", "EngagementEngine", "InputCursor", "applied_rows", "engagement_for"]
 
 _CURSOR_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS engine_cursors ("
     " input TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_us INTEGER NOT NULL)"
 )
+
+
+def applied_rows(connection: sqlite3.Connection, input_name: str) -> int:
+    """How many rows of ``input_name`` committed batches applied (0 for a new input).
+
+    Reads the cursor alone, so finding where a rerun starts loads no profiles.
+    """
+    connection.execute(_CURSOR_SCHEMA)
+    found = connection.execute(
+        "SELECT position FROM engine_cursors WHERE input = ?", (input_name,)
+    ).fetchone()
+    return 0 if found is None else int(found[0])
 
 
 def engagement_for(incident: Incident) -> Engagement:
@@ -47,14 +59,6 @@ def engagement_for(incident: Incident) -> Engagement:
         dedupe_key=key,
         incidents=(incident,),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class InputCursor:
-    """Where one input (a file, a stream) has been read up to: ``position`` rows."""
-
-    input: str
-    position: int
 
 
 @dataclass(slots=True)
@@ -122,10 +126,7 @@ class EngagementEngine:
 
     def cursor(self, input_name: str) -> int:
         """How many rows of ``input_name`` earlier runs have applied (0 for a new input)."""
-        found = self.connection.execute(
-            "SELECT position FROM engine_cursors WHERE input = ?", (input_name,)
-        ).fetchone()
-        return 0 if found is None else int(found[0])
+        return applied_rows(self.connection, input_name)
 
     def process(self, batch: pa.Table, cursor: InputCursor | None = None) -> BatchSummary:
         """Apply one batch of probe events (``PROBE_SCHEMA``), moving ``cursor`` with it."""

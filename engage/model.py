@@ -131,6 +131,14 @@ def engagement_id(key: str, created_at: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class InputCursor:
+    """Where one input (a file, a stream) has been read up to: ``position`` rows."""
+
+    input: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
 class Feedback:
     """A subscriber's answer to an engagement."""
 

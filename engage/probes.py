@@ -44,6 +44,7 @@ line of a JSON Lines file or stream. Blank lines are not data and are skipped.
 from __future__ import annotations
 
 import csv
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import islice
@@ -60,7 +61,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from engage.model import METRICS, PROBE_SCHEMA
+from engage.model import METRICS, PROBE_SCHEMA, InputCursor
 from engage.profiles import MAX_WEIGHT
 from graph.errors import InvalidInput
 from graph.model import IdentifierKind
@@ -75,6 +76,7 @@ from ingest._columns import (
     longer_than,
     mask_of,
     null_where,
+    read_csv_block,
     shown,
     valid,
 )
@@ -177,11 +179,13 @@ def probe_mapping_for(path: str | Path) -> ProbeMapping:
 
 
 class ProbeBatch(NamedTuple):
-    """What a reader made of one chunk of input: accepted events and rejects."""
+    """What a reader made of one chunk of input: accepted events, rejects, the input's cursor."""
 
     table: pa.Table
     """``PROBE_SCHEMA``."""
-    quarantined: list[QuarantinedRow]
+    quarantined: Sequence[QuarantinedRow] = ()
+    cursor: InputCursor | None = None
+    """Where the input stands after this chunk, for inputs that can be resumed."""
 
     @property
     def rows_read(self) -> int:
@@ -609,8 +613,11 @@ def _line_blocks(stream: Any, chunk_rows: int, skip: int) -> Iterator[_Numbered]
         yield block
 
 
-class _TextBlocks:
-    """Parses blocks of lines fast with Arrow, and row by row only where Arrow fails."""
+class _TextBlocks(ABC):
+    """Parses blocks of lines fast with Arrow, and row by row only where Arrow fails.
+
+    Subclasses give the format: ``_parse`` (a whole block with Arrow) and ``_record``
+    (one line by itself, for the rows Arrow could not take)."""
 
     all_text = True
     """Whether a row read by itself has only text values."""
@@ -649,17 +656,18 @@ class _TextBlocks:
         data = b"\n".join(line for _, line in lines) + b"\n"
         try:
             data.decode("utf-8")
-            table = self._parse(data, len(lines))
+            table = self._parse(data)
         except (UnicodeDecodeError, pa.ArrowException, ValueError):
             return None
-        if table is None or table.num_rows != len(lines):
+        if table.num_rows != len(lines):
             return None
         rows = np.array([number for number, _ in lines], dtype=np.int64)
         columns = {name: table.column(name).combine_chunks() for name in table.column_names}
         return columns, rows, lambda index: _text(lines[index][1]), None, []
 
-    def _parse(self, data: bytes, count: int) -> pa.Table | None:
-        raise NotImplementedError
+    @abstractmethod
+    def _parse(self, data: bytes) -> pa.Table:
+        """A block of lines (joined, newline-terminated) as a table; raises if Arrow cannot."""
 
     def _per_row(self, lines: _Numbered) -> _Part:
         records: list[dict[str, Any]] = []
@@ -692,9 +700,9 @@ class _TextBlocks:
         rows = np.array(numbers, dtype=np.int64)
         return columns, rows, lambda index: texts[index], found, rejected
 
+    @abstractmethod
     def _record(self, text: str) -> tuple[dict[str, Any], list[str]] | str:
         """One line's values by column and the reasons found, or why it cannot be read."""
-        raise NotImplementedError
 
 
 _Part = tuple[
@@ -733,21 +741,8 @@ class _Csv(_TextBlocks):
         self.header = header
         self.wanted = [name for name in validation.mapping.columns if name in header]
 
-    def _parse(self, data: bytes, count: int) -> pa.Table:
-        return pa_csv.read_csv(
-            cast(Any, pa.BufferReader(data)),
-            read_options=pa_csv.ReadOptions(
-                column_names=self.header, block_size=max(1 << 20, len(data) + 1), use_threads=False
-            ),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=self.wanted,
-                column_types={name: TEXT for name in self.wanted},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-                null_values=[""],
-            ),
-        )
+    def _parse(self, data: bytes) -> pa.Table:
+        return read_csv_block(data, self.header, self.wanted, max(1 << 20, len(data) + 1))
 
     def _record(self, text: str) -> tuple[dict[str, Any], list[str]] | str:
         try:
@@ -771,7 +766,7 @@ class _JsonLines(_TextBlocks):
             [(name, _json_type(validation.mapping, name)) for name in validation.mapping.columns]
         )
 
-    def _parse(self, data: bytes, count: int) -> pa.Table:
+    def _parse(self, data: bytes) -> pa.Table:
         return pa_json.read_json(
             cast(Any, pa.BufferReader(data)),
             read_options=pa_json.ReadOptions(

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
-from engage.engine import InputCursor
-from engage.probes import probes_from_lines, read_probe_file
-from engage.runner import ProbeBatch
+from engage.model import InputCursor
+from engage.probes import ProbeBatch, probes_from_lines, read_probe_file
 from ingest.stream import follow, micro_batches
 
 __all__ = ["file_batches", "follow_batches", "input_name", "stream_batches"]
@@ -53,7 +52,7 @@ def file_batches(
             path, chunk_rows=batch_rows, start_row=position, known_cells=known_cells
         ):
             position += read.rows_read
-            yield ProbeBatch(read.table, read.quarantined, InputCursor(name, position))
+            yield read._replace(cursor=InputCursor(name, position))
 
 
 def stream_batches(
@@ -75,7 +74,7 @@ def stream_batches(
         read = probes_from_lines(batch, origin=origin, first_row=done + 1, known_cells=known_cells)
         done += len(batch)
         moved = InputCursor(cursor.input, done) if cursor is not None else None
-        yield ProbeBatch(read.table, read.quarantined, moved)
+        yield read._replace(cursor=moved)
 
 
 def follow_batches(

@@ -2,7 +2,7 @@
 
 ``EngagementLoop.run`` drives three things at once:
 
-* the engine, on the calling thread: each ``ProbeBatch`` is quarantined (its bad
+* the engine, on the calling thread: each ``engage.probes.ProbeBatch`` is quarantined (its bad
   rows), evaluated, and committed with its cursor (``engage.engine``);
 * the dispatcher, on a thread of its own with its own connection, woken as soon as
   the engine queues something (``engage.dispatcher``);
@@ -23,41 +23,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from engage._db import open_engage_db, transaction
+from engage._db import open_engage_db
 from engage._recording import TouchpointPusher, record_engagements
 from engage.channels import Channel
 from engage.dispatcher import Dispatcher, DispatchSummary
-from engage.engine import BatchSummary, EngagementEngine, InputCursor
+from engage.engine import BatchSummary, EngagementEngine, applied_rows
+from engage.probes import ProbeBatch
 from engage.profiles import ProfileEvaluator
 from engage.queue import EngagementQueue, QueuePolicy, QueueStats
 from engage.rules import DecisionTable
 from graph.errors import JourneyGraphError
-from ingest.frame import QuarantinedRow
 from ingest.quarantine import QuarantineWriter
 
-__all__ = ["EngagementLoop", "LoopProgress", "LoopSummary", "ProbeBatch"]
+__all__ = ["EngagementLoop", "LoopProgress", "LoopSummary"]
 
 log = logging.getLogger(__name__)
 
 _OUTBOX_BATCH = 10_000
 _DRAIN_POLL_SECONDS = 0.02
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeBatch:
-    """Probe events read from one input, its rejected rows, and where the input now stands."""
-
-    events: pa.Table
-    quarantined: Sequence[QuarantinedRow] = ()
-    cursor: InputCursor | None = None
 
 
 @dataclass(slots=True)
@@ -132,12 +121,7 @@ class EngagementLoop:
         """Rows of ``input_name`` that earlier runs applied (where a rerun starts)."""
         connection = open_engage_db(self.database)
         try:
-            engine = EngagementEngine(
-                connection,
-                ProfileEvaluator(self.table),
-                EngagementQueue(connection, self.policy, self.clock),
-            )
-            return engine.cursor(input_name)
+            return applied_rows(connection, input_name)
         finally:
             connection.close()
 
@@ -189,7 +173,7 @@ class EngagementLoop:
                     # quarantined row, never lose one.
                     self.quarantine.write(batch.quarantined)
                     self.quarantine.flush()
-                done = engine.process(batch.events, batch.cursor)
+                done = engine.process(batch.table, batch.cursor)
                 with lock:
                     state.engine.add(done)
                     state.quarantined += len(batch.quarantined)
@@ -251,9 +235,6 @@ class EngagementLoop:
             _, rejected = record_engagements(self.recorder, [item.engagement for item in sent])
             for row in rejected:
                 log.warning("engagement touchpoint rejected: %s", "; ".join(row.reasons))
-            with transaction(queue.connection):
-                queue.mark_recorded(
-                    queue.connection, [item.engagement.engagement_id for item in sent]
-                )
+            queue.mark_recorded(queue.connection, [item.engagement.engagement_id for item in sent])
             recorded += len(sent)
         return recorded

@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 from numpy.typing import NDArray
 
 from ingest.frame import TS_TYPE
@@ -631,3 +632,26 @@ def _float_words(floats: ArrowArray) -> ArrowArray:
     written = values_at(text, whole)
     fixed = pa.array([word if "e" in word else word + ".0" for word in written], TEXT)
     return scatter(text, whole, fixed)
+
+
+def read_csv_block(data: bytes, header: list[str], wanted: list[str], block_size: int) -> pa.Table:
+    """Lines of a CSV file (no header line) as text columns ``wanted``, empty cells null.
+
+    One block, on this thread: readers split files into numbered blocks themselves so a
+    bad block can fall back to row-by-row parsing. Raises ``pa.ArrowException`` or
+    ``ValueError`` where Arrow cannot parse the block.
+    """
+    return pa_csv.read_csv(
+        cast(Any, pa.BufferReader(data)),
+        read_options=pa_csv.ReadOptions(
+            column_names=header, block_size=block_size, use_threads=False
+        ),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+        convert_options=pa_csv.ConvertOptions(
+            include_columns=wanted,
+            column_types={name: TEXT for name in wanted},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        ),
+    )

@@ -34,13 +34,12 @@ from typing import IO, Any, Final, cast
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from graph.errors import InvalidInput
-from ingest._columns import TEXT
+from ingest._columns import read_csv_block
 from ingest._frame_builder import FramePlan, InputPart, build_frame
 from ingest._rows import json_kind, part_from_records
 from ingest.frame import FRAME_SCHEMA, FrameBatch, QuarantinedRow
@@ -408,20 +407,7 @@ class _Csv(_TextBlocks):
         if not _is_utf8(data):
             return None
         try:
-            table = pa_csv.read_csv(
-                cast(Any, pa.BufferReader(data)),
-                read_options=pa_csv.ReadOptions(
-                    column_names=self.header, block_size=_block_size(lines), use_threads=False
-                ),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=False),
-                convert_options=pa_csv.ConvertOptions(
-                    include_columns=self.wanted,
-                    column_types={name: TEXT for name in self.wanted},
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                    null_values=[""],
-                ),
-            )
+            table = read_csv_block(data, self.header, self.wanted, _block_size(lines))
         except (pa.ArrowException, ValueError):
             return None
         if table.num_rows != len(lines):

@@ -28,7 +28,7 @@ def test_a_followed_file_starts_after_the_applied_lines_and_moves_its_cursor(
     path.write_bytes(b"".join(_line(n) for n in range(5)))
     applied = {f"follow:{path.resolve()}": 2}
     batches = list(follow_batches(path, lambda name: applied.get(name, 0), 2, 0.05, idle_exit=0.2))
-    ids = [event for batch in batches for event in batch.events.column("event_id").to_pylist()]
+    ids = [event for batch in batches for event in batch.table.column("event_id").to_pylist()]
     assert ids == ["e2", "e3", "e4"]
     assert batches[-1].cursor == InputCursor(f"follow:{path.resolve()}", 5)
 

@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 
 from engage.channels import FileChannel
+from engage.probes import ProbeBatch
 from engage.queue import QueuePolicy
 from engage.rules import default_decision_table
-from engage.runner import EngagementLoop, ProbeBatch
+from engage.runner import EngagementLoop
 from graph import EmbeddedStore
 from graph.model import VertexLabel
 from ingest.frame import QuarantinedRow
