@@ -76,6 +76,9 @@ def decode_many(texts: list[str]) -> list[dict[str, PropertyValue]]:
 
 def prepend(table: pa.Table, columns: list[tuple[str, pa.Array[Any]]]) -> pa.Table:
     """``table`` with ``columns`` first (replacing property columns of the same name)."""
+    if table.num_columns == 0:
+        # No element has a property: Arrow's reader gives a table without rows.
+        return pa.table(dict(columns))
     for position, (name, column) in enumerate(columns):
         if name in table.column_names:
             table = table.drop_columns([name])

@@ -347,6 +347,16 @@ def test_export_edges_as_frame(store: GraphStore) -> None:
     assert set(frame["dt_seconds"]) == {3600}
 
 
+def test_export_of_edges_without_properties(store: GraphStore) -> None:
+    alice, bob = alice_and_bob(store)
+    table = store.export_edges("PERFORMED")
+    assert table.num_rows == len(alice.events) + len(bob.events)
+    assert table.column_names[:2] == ["source", "target"]
+    assert set(table["target"].to_pylist()) == {*alice.touchpoint_ids, *bob.touchpoint_ids}
+    vertices = store.export_vertices("Customer")
+    assert vertices.num_rows == 2
+
+
 def test_export_of_empty_label(store: GraphStore) -> None:
     assert store.export_vertices("Cell").num_rows == 0
     assert store.export_edges("AT_CELL").num_rows == 0
