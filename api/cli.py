@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.bootstrap import open_store
-from api.commands import engage, journeys, kpis, milestones
+from api.commands import engage, journeys, kpis, milestones, offers
 from api.commands._output import (
     JsonFlag,
     console,
@@ -41,6 +41,7 @@ app.add_typer(journeys.app, name="journeys")
 app.command("kpis")(kpis.kpis)
 app.add_typer(milestones.app, name="milestones")
 app.add_typer(engage.app, name="engage")
+app.add_typer(offers.app, name="offers")
 
 
 @app.command()

@@ -4,7 +4,8 @@
 generates the world's six source systems into a folder and runs each through the
 ingest pipeline with its built-in mapping, richest keys first (CRM, then shops,
 care, clickstream, network, billing), so identity resolution does the real work and
-the demo graph is what an operator's data would give.
+the demo graph is what an operator's data would give. The world's offers catalogue
+is loaded first, so the offers touchpoints name carry their category and margin.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from ingest.generator import generate_world
+from ingest.catalogue import CATALOGUE_SOURCE, load_offer_catalogue
+from ingest.generator import OFFER_CATALOGUE_FILE, generate_world
 from ingest.mapping import load_mapping
 from ingest.pipeline import Ingestor, IngestSummary, Progress
 
@@ -25,8 +27,12 @@ def ingest_world(
 ) -> IngestSummary:
     """Ingest every source of a generated world folder with the built-in mappings.
 
-    The NEXT chains are linked once, at the end.
+    The offers catalogue goes first when the folder has one (its rejected rows to the
+    ingestor's quarantine folder); the NEXT chains are linked once, at the end.
     """
+    catalogue = world / OFFER_CATALOGUE_FILE
+    if catalogue.is_file():
+        load_offer_catalogue(ingestor.store, catalogue, ingestor.quarantine_path(CATALOGUE_SOURCE))
     total = IngestSummary()
     for source in SOURCE_ORDER:
         total.add(ingestor.ingest_paths([world], load_mapping(source), progress, link=False))

@@ -12,7 +12,14 @@ month. The chance to ask for a port-out (PAC) code each month is
 so churn follows bill shock -> care calls -> port-out request, and bad cells ->
 complaints -> low CSAT, while ``loyalty`` (never observed) keeps it from being
 trivial. A requester is offered a retention offer; accepting it keeps them. Family-
-plan members follow a departing payer. All knobs live in ``Parameters``.
+plan members follow a departing payer.
+
+Proactive offers (app and shops) are shown uniformly over the offers on sale at the
+time, a fair A/B-style exposure; whether one is accepted depends on the household:
+most households favour one offer category, and their members take offers of it far
+more often than others (a relational signal: few people accept an offer themselves,
+but their household members' acceptances show its taste). All knobs live in
+``Parameters``.
 """
 
 from __future__ import annotations
@@ -27,8 +34,11 @@ from ingest.generator._arrays import BoolArray, FloatArray, IntArray
 from ingest.generator._plan import DAY, HOUR, MONTH, MONTHS, WorldPlan
 from ingest.generator._population import Population
 from ingest.generator._reference import (
+    CATEGORY_POPULARITY,
     DEVICE_MODELS,
+    OFFERS,
     PREMIUM_DEVICES,
+    PROACTIVE_CATEGORIES,
     PROACTIVE_OFFERS,
     RETENTION_OFFERS,
 )
@@ -37,6 +47,20 @@ Frame = dict[str, NDArray[Any]]
 NEVER: Final = np.iinfo(np.int64).max
 """Churn time of a person who never churns."""
 NO_ONE: Final = -1
+NO_TASTE: Final = -1
+"""Favourite category of a household that has none."""
+_NOT_PROACTIVE: Final = -2
+OFFER_CATEGORY: Final = np.array(
+    [
+        PROACTIVE_CATEGORIES.index(offer.category) if offer.kind != "retention" else _NOT_PROACTIVE
+        for offer in OFFERS
+    ]
+    + [_NOT_PROACTIVE]
+)
+"""Proactive category of each offer by catalogue index; retention offers and -1 (no offer)
+have none, so they never match a household's favourite."""
+_BY_LAUNCH: Final = np.array(sorted(PROACTIVE_OFFERS, key=lambda i: OFFERS[i].launch_day))
+_LAUNCH_DAY: Final = np.array([OFFERS[i].launch_day for i in _BY_LAUNCH.tolist()])
 
 
 @dataclass(frozen=True)
@@ -88,12 +112,21 @@ class Parameters:
     """Share of people who fall victim to SIM-swap fraud during the window."""
     legit_sim_swap_rate: float = 0.0015
     upgrade_rate: float = 0.02
-    app_offer_rate: float = 0.03
+    app_offer_rate: float = 0.06
+    """Monthly chance that a digital person is shown a proactive offer in the app."""
     care_contact_rate: float = 0.07
     shop_visit_rate: float = 0.025
+    shop_offer_share: float = 0.7
+    """Share of shop visits where staff pitch a proactive offer."""
     csat_response_share: float = 0.4
     proxy_caller_share: float = 0.05
     """Share of calls made from another household member's phone."""
+    offer_taste_share: float = 0.8
+    """Share of households with a favourite proactive offer category (drawn by popularity)."""
+    favourite_accept: float = 0.45
+    """Chance to accept a proactive offer of the household's favourite category."""
+    other_accept: float = 0.05
+    """Chance to accept any other proactive offer (dissatisfied people in the app: +0.1)."""
 
 
 DEFAULT_PARAMETERS: Final = Parameters()
@@ -139,6 +172,9 @@ class Journeys:
     churn_ts: IntArray
     """When each person's line ceased (``NEVER`` if it did not; may lie after the window)."""
     churn_reason: NDArray[np.object_]
+    favourite_category: IntArray
+    """Each person's household's favourite proactive category (index into
+    ``PROACTIVE_CATEGORIES``; ``NO_TASTE`` for none)."""
     bills: Frame
     contacts: Frame
     offers: Frame
@@ -225,6 +261,10 @@ class _Simulation:
         self.fraud_month = np.where(
             rng.random(size) < params.fraud_share, rng.integers(0, MONTHS, size), -1
         )
+        popularity = np.array(list(CATEGORY_POPULARITY.values()))
+        tasteful = rng.random(self.households) < params.offer_taste_share
+        favourite = rng.choice(len(popularity), self.households, p=popularity / popularity.sum())
+        self.favourite_category = np.where(tasteful, favourite, NO_TASTE)[population.household]
         self.bills = _Rows(BILL_COLUMNS)
         self.contacts = _Rows(CONTACT_COLUMNS)
         self.offers = _Rows(OFFER_COLUMNS)
@@ -245,6 +285,7 @@ class _Simulation:
         return Journeys(
             churn_ts=self.churn_ts,
             churn_reason=self.churn_reason,
+            favourite_category=self.favourite_category,
             bills=self.bills.frame(),
             contacts=self.contacts.frame(),
             offers=self.offers.frame(),
@@ -629,13 +670,27 @@ class _Simulation:
         self.dissatisfaction[who] *= 0.5 if strong else 0.8
         self.loyalty[who] += 0.3 if strong else 0.15
 
+    def _on_sale(self, ts: IntArray) -> IntArray:
+        """A proactive offer for each time, uniformly among those already launched then."""
+        launched = np.searchsorted(self.plan.start + _LAUNCH_DAY * DAY, ts, side="right")
+        result: IntArray = _BY_LAUNCH[self.rng.integers(0, launched)]
+        return result
+
+    def _accept_share(self, who: IntArray, offer: IntArray) -> FloatArray:
+        """Each person's chance to take the offer: high in the household's favourite category."""
+        favourite = OFFER_CATEGORY[offer] == self.favourite_category[who]
+        result: FloatArray = np.where(favourite, self.p.favourite_accept, self.p.other_accept)
+        return result
+
     def _app_offers(self, start: int, present: BoolArray) -> None:
         rng, p = self.rng, self.p
         who = np.flatnonzero(present & self.digital & (rng.random(self.size) < p.app_offer_rate))
         count = len(who)
         ts = in_hours(start + rng.integers(0, MONTH, count), rng, *AWAKE_HOURS)
-        offer = _pick(rng, PROACTIVE_OFFERS, count)
-        accepted = rng.random(count) < 0.15 + 0.1 * (self.dissatisfaction[who] > 1.0)
+        offer = self._on_sale(ts)
+        accepted = rng.random(count) < (
+            self._accept_share(who, offer) + 0.1 * (self.dissatisfaction[who] > 1.0)
+        )
         accept_ts = ts + rng.integers(120, 2 * DAY, count)
         self._record_offers(who, ts, offer, "app", "proactive", accepted, accept_ts)
         self._retain(who[accepted], accept_ts[accepted], strong=False)
@@ -654,9 +709,9 @@ class _Simulation:
             rng.uniform(8, 90, count),
             np.where(visit_type == "bill_payment", rng.uniform(10, 80, count), 0.0),
         )
-        offered = rng.random(count) < 0.35
-        offer = np.where(offered, _pick(rng, PROACTIVE_OFFERS, count), NO_ONE)
-        accepted = offered & (rng.random(count) < 0.3)
+        offered = rng.random(count) < p.shop_offer_share
+        offer = np.where(offered, self._on_sale(ts), NO_ONE)
+        accepted = offered & (rng.random(count) < self._accept_share(who, offer))
         # Staff only key in the offers customers accept; declines live in the truth only.
         visit_type = np.where(accepted, "offer_accepted", visit_type).astype(object)
         self.visits.add(

@@ -260,8 +260,13 @@ class Offer:
     offer_id: str
     name: str
     kind: str
+    """``retention`` (made to someone leaving), ``upsell`` or ``cross_sell`` (proactive)."""
+    category: str
+    """What the offer is about; households favour one proactive category."""
     monthly_margin_gbp: float
     term_months: int
+    launch_day: int = 0
+    """Day of the window the offer went on sale (0: on sale from the window's start)."""
 
     @property
     def margin_gbp(self) -> float:
@@ -270,19 +275,51 @@ class Offer:
 
 
 OFFERS: Final = (
-    Offer("RET-DISC-20", "20% off for 12 months", "retention", 6.5, 12),
-    Offer("RET-DATA-UNL", "Unlimited data at the current price", "retention", 9.0, 12),
-    Offer("RET-LOYALTY-60", "60 GBP loyalty credit", "retention", 4.0, 12),
-    Offer("UP-DATA-50GB", "Extra 50GB data add-on", "upsell", 4.5, 6),
-    Offer("UP-ROAM-EU", "EU roaming pass", "upsell", 3.0, 3),
-    Offer("UP-HANDSET-24", "Handset upgrade on a 24-month plan", "upsell", 14.0, 24),
-    Offer("XS-FAMILY-LINE", "Add a family line at half price", "cross_sell", 7.5, 24),
-    Offer("XS-STREAMING", "Streaming bundle", "cross_sell", 2.5, 12),
-    Offer("XS-BROADBAND", "Home broadband bundle", "cross_sell", 11.0, 18),
-    Offer("XS-INSURANCE", "Device insurance", "cross_sell", 5.5, 12),
+    Offer("RET-DISC-20", "20% off for 12 months", "retention", "discount", 6.5, 12),
+    Offer("RET-DATA-UNL", "Unlimited data at the current price", "retention", "discount", 9.0, 12),
+    Offer("RET-LOYALTY-60", "60 GBP loyalty credit", "retention", "loyalty", 4.0, 12),
+    Offer("UP-DATA-50GB", "Extra 50GB data add-on", "upsell", "data", 4.5, 6),
+    Offer("UP-ROAM-EU", "EU roaming pass", "upsell", "roaming", 3.0, 3),
+    Offer("UP-HANDSET-24", "Handset upgrade on a 24-month plan", "upsell", "handset", 14.0, 24),
+    Offer("XS-FAMILY-LINE", "Add a family line at half price", "cross_sell", "family", 7.5, 24),
+    Offer("XS-STREAMING", "Streaming bundle", "cross_sell", "entertainment", 2.5, 12),
+    Offer("XS-BROADBAND", "Home broadband bundle", "cross_sell", "home", 11.0, 18),
+    Offer("XS-INSURANCE", "Device insurance", "cross_sell", "protection", 5.5, 12),
+    Offer("UP-DATA-20GB", "Extra 20GB data add-on", "upsell", "data", 2.5, 6),
+    Offer("UP-DATA-UNL", "Unlimited data upgrade", "upsell", "data", 8.0, 12),
+    Offer("UP-ROAM-WORLD", "Worldwide roaming pass", "upsell", "roaming", 6.0, 1),
+    Offer("UP-ROAM-USA", "USA and Canada roaming pass", "upsell", "roaming", 4.5, 1),
+    Offer("UP-HANDSET-REFURB", "Refurbished handset upgrade", "upsell", "handset", 6.0, 24),
+    Offer("UP-HANDSET-FOLD", "Foldable phone launch offer", "upsell", "handset", 18.0, 24, 306),
+    Offer("XS-FAMILY-DATA", "Shared family data pool", "cross_sell", "family", 5.0, 12),
+    Offer("XS-KIDS-SIM", "Kids' SIM with parental controls", "cross_sell", "family", 3.5, 24),
+    Offer("XS-SPORTS", "Sports streaming pass", "cross_sell", "entertainment", 6.0, 12),
+    Offer("XS-MUSIC", "Music streaming subscription", "cross_sell", "entertainment", 1.5, 12),
+    Offer("XS-GAMING", "Cloud gaming pass", "cross_sell", "entertainment", 3.0, 6, 338),
+    Offer("XS-FIBRE-900", "Full-fibre 900 Mbps broadband", "cross_sell", "home", 16.0, 24),
+    Offer("XS-HOME-5G", "5G home broadband router", "cross_sell", "home", 9.5, 18, 322),
+    Offer("XS-INSURANCE-PLUS", "Loss and theft insurance", "cross_sell", "protection", 8.5, 24),
+    Offer("XS-SCREEN", "Screen protection plan", "cross_sell", "protection", 2.0, 12),
 )
+"""The catalogue: three retention offers and 22 proactive ones in seven categories.
+
+Three proactive offers launch in the window's last two months, so a model trained
+before their launch has to score them from what they are, not from their history.
+"""
 RETENTION_OFFERS: Final = tuple(i for i, offer in enumerate(OFFERS) if offer.kind == "retention")
 PROACTIVE_OFFERS: Final = tuple(i for i, offer in enumerate(OFFERS) if offer.kind != "retention")
+
+CATEGORY_POPULARITY: Final[dict[str, float]] = {
+    "data": 0.24,
+    "entertainment": 0.18,
+    "handset": 0.16,
+    "family": 0.12,
+    "home": 0.12,
+    "roaming": 0.10,
+    "protection": 0.08,
+}
+"""Proactive offer categories and the share of households whose favourite each is."""
+PROACTIVE_CATEGORIES: Final = tuple(CATEGORY_POPULARITY)
 
 APP_PAGES: Final = (
     ("/account/bill", 0.18), ("/account/usage", 0.2), ("/offers", 0.1), ("/help", 0.1),

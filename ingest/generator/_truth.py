@@ -17,17 +17,17 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ingest.generator._arrays import where_present
-from ingest.generator._journeys import NEVER
+from ingest.generator._journeys import NEVER, NO_TASTE
 from ingest.generator._plan import DAY, WorldPlan
 from ingest.generator._records import Records
-from ingest.generator._reference import OFFERS, TOWNS
+from ingest.generator._reference import OFFERS, PROACTIVE_CATEGORIES, TOWNS
 from ingest.generator._sources import Chunk
 
 TRUTH_FILES: Final[dict[str, str]] = {
     "records": "Every source record's true person: source, file, record_id -> person_id; "
     "fraud marks records made by an impostor",
     "persons": "Each true person: household, account, clean personal details and keys, "
-    "cells, tenure, churn and fraud flags",
+    "cells, tenure, churn and fraud flags, the household's favourite offer category",
     "churn": "Lines that ceased in the window, with the signals that preceded them",
     "offers": "Every offer made (care, app, shop), whether it was accepted, and its margin",
     "fraud": "SIM-swap fraud episodes: swap, device purchase, fraudster's cell, discovery",
@@ -36,7 +36,7 @@ TRUTH_FILES: Final[dict[str, str]] = {
     "cells": "Radio cells, their towns, baseline quality and whether they are bad",
     "cell_incidents": "Incident profiles: every incident on every cell with kind and severity",
     "shops": "Shops with the IP and tablet cookie shared by everyone served there",
-    "offer_catalogue": "The offers catalogue with monthly margin and term",
+    "offer_catalogue": "The offers catalogue with category, monthly margin, term and launch",
 }
 """Each truth table (``truth/<name>.parquet``) and what it holds."""
 
@@ -119,6 +119,13 @@ def persons_truth(chunk: Chunk) -> pa.Table:
             "churned_at": _timestamps(np.where(churned, journeys.churn_ts, 0)),
             "churn_reason": pa.array(where_present(churned, journeys.churn_reason), pa.string()),
             "fraud_victim": pa.array(fraud_victims, pa.bool_()),
+            "favourite_offer_category": pa.array(
+                where_present(
+                    journeys.favourite_category != NO_TASTE,
+                    np.array(PROACTIVE_CATEGORIES, dtype=object)[journeys.favourite_category],
+                ),
+                pa.string(),
+            ),
         }
     )
 
@@ -207,6 +214,7 @@ def offers_truth(chunk: Chunk) -> pa.Table:
             "person_id": pa.array(chunk.population.person_id[offers["person"][keep]], pa.string()),
             "offer_id": pa.array([OFFERS[i].offer_id for i in offer.tolist()], pa.string()),
             "kind": pa.array([OFFERS[i].kind for i in offer.tolist()], pa.string()),
+            "category": pa.array([OFFERS[i].category for i in offer.tolist()], pa.string()),
             "channel": pa.array(offers["channel"][keep], pa.string()),
             "context": pa.array(offers["context"][keep], pa.string()),
             "made_at": _timestamps(offers["ts"][keep]),
@@ -257,6 +265,24 @@ def fraud_truth(chunk: Chunk) -> pa.Table:
     )
 
 
+def offer_catalogue(plan: WorldPlan) -> pa.Table:
+    """The offers catalogue as the operator's product system exports it."""
+    return pa.table(
+        {
+            "offer_id": [offer.offer_id for offer in OFFERS],
+            "name": [offer.name for offer in OFFERS],
+            "kind": [offer.kind for offer in OFFERS],
+            "category": [offer.category for offer in OFFERS],
+            "monthly_margin_gbp": [offer.monthly_margin_gbp for offer in OFFERS],
+            "term_months": [offer.term_months for offer in OFFERS],
+            "margin_gbp": [offer.margin_gbp for offer in OFFERS],
+            "launched_at": _timestamps(
+                np.array([plan.start + offer.launch_day * DAY for offer in OFFERS])
+            ),
+        }
+    )
+
+
 def world_truth(plan: WorldPlan) -> dict[str, pa.Table]:
     """The tables written once per world: cells, incidents, shops, offers catalogue."""
     cells, incidents, shops = plan.cells, plan.incidents, plan.shops
@@ -297,14 +323,5 @@ def world_truth(plan: WorldPlan) -> dict[str, pa.Table]:
                 "tablet_cookie_id": pa.array(shops.tablet_cookie, pa.string()),
             }
         ),
-        "offer_catalogue": pa.table(
-            {
-                "offer_id": [offer.offer_id for offer in OFFERS],
-                "name": [offer.name for offer in OFFERS],
-                "kind": [offer.kind for offer in OFFERS],
-                "monthly_margin_gbp": [offer.monthly_margin_gbp for offer in OFFERS],
-                "term_months": [offer.term_months for offer in OFFERS],
-                "margin_gbp": [offer.margin_gbp for offer in OFFERS],
-            }
-        ),
+        "offer_catalogue": offer_catalogue(plan),
     }

@@ -39,6 +39,7 @@ from ingest.generator._truth import (
     churn_truth,
     fraud_truth,
     noise_truth,
+    offer_catalogue,
     offers_truth,
     persons_truth,
     records_truth,
@@ -47,11 +48,16 @@ from ingest.generator._truth import (
 from ingest.touchpoint import Touchpoint
 
 GENERATOR: Final = "journeygraph.generator"
-GENERATOR_VERSION: Final = "1.0.0"
+GENERATOR_VERSION: Final = "1.1.0"
 """Bumped whenever the same seed would give different bytes."""
 CHUNK_SIZE: Final = 10_000
 """Customers per chunk; part of the output's identity (record ids carry the chunk)."""
 MANIFEST: Final = "manifest.json"
+OFFER_CATALOGUE_FILE: Final = "catalogue/offers.csv"
+"""The offers catalogue the product system exports, relative to the world folder.
+
+Reference data, not touchpoints: it is not among ``SOURCE_FILES`` and no source
+mapping reads it (``ingest.catalogue.load_offer_catalogue`` does)."""
 
 SOURCE_SYSTEMS: Final[dict[str, str]] = {
     "crm": "CRM customer master (CSV)",
@@ -212,6 +218,7 @@ def _manifest(
     plan: WorldPlan,
     sinks: dict[str, FileSink],
     truth: dict[str, FileSink],
+    catalogue: FileSink,
     parameters: Parameters,
 ) -> str:
     sources: dict[str, Any] = {}
@@ -245,6 +252,15 @@ def _manifest(
         "event_id": "graph.model.derived_event_id(source, record_id)",
         "parameters": asdict(parameters),
         "sources": sources,
+        "catalogue": {
+            "offers": {
+                "path": OFFER_CATALOGUE_FILE,
+                "format": FileFormat.CSV.value,
+                "rows": catalogue.rows,
+                "description": "The offers catalogue: offer_id, name, kind, category, "
+                "monthly_margin_gbp, term_months, margin_gbp, launched_at",
+            }
+        },
         "truth": {
             name: {
                 "path": f"truth/{name}.parquet",
@@ -267,7 +283,8 @@ def generate_world(
 ) -> GenerationSummary:
     """Write a seeded telco world of ``customers`` people into the folder ``out``.
 
-    Six source systems' files, ``truth/`` and ``manifest.json``. ``out`` must be new,
+    Six source systems' files, the offers catalogue (``OFFER_CATALOGUE_FILE``),
+    ``truth/`` and ``manifest.json``. ``out`` must be new,
     empty, or an earlier generator output (which is replaced). ``progress`` is called
     with the number of customers done after each chunk. With ``workers`` > 1, that many
     processes make chunks in parallel while this one writes; the bytes written do not
@@ -346,7 +363,9 @@ def _write(
         name: FileSink(staging / "truth" / f"{name}.parquet", FileFormat.PARQUET)
         for name in TRUTH_FILES
     }
+    catalogue = FileSink(staging / OFFER_CATALOGUE_FILE, FileFormat.CSV)
     try:
+        catalogue.write(offer_catalogue(plan))
         for name, table in world_truth(plan).items():
             truth_sinks[name].write(table)
         done = 0
@@ -359,9 +378,9 @@ def _write(
             if progress is not None:
                 progress(done)
     finally:
-        for sink in (*sinks.values(), *truth_sinks.values()):
+        for sink in (*sinks.values(), *truth_sinks.values(), catalogue):
             sink.close()
-    (staging / MANIFEST).write_text(_manifest(plan, sinks, truth_sinks, parameters))
+    (staging / MANIFEST).write_text(_manifest(plan, sinks, truth_sinks, catalogue, parameters))
     return plan
 
 

@@ -15,7 +15,14 @@ import pytest
 
 from graph.errors import InvalidInput
 from graph.model import derived_event_id
-from ingest.generator import SOURCE_FILES, FileFormat, generate_world, iter_world
+from ingest.generator import (
+    OFFER_CATALOGUE_FILE,
+    SOURCE_FILES,
+    FileFormat,
+    Parameters,
+    generate_world,
+    iter_world,
+)
 from ingest.identifiers import IdentifierError, normalise_identifier
 from ingest.touchpoint import Touchpoint
 
@@ -77,8 +84,7 @@ def test_a_different_seed_gives_a_different_world(tmp_path: Path) -> None:
     generate_world(tmp_path / "b", 300, 6)
     first, second = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert first.keys() == second.keys()
-    assert all(first[name] != second[name] for name in first if "/" in name and
-               not name.startswith("truth/offer_catalogue"))  # fmt: skip
+    assert all(first[name] != second[name] for name in first if "/" in name)
 
 
 def test_the_window_is_fixed_by_the_seed_not_by_today(world: Path) -> None:
@@ -373,6 +379,101 @@ def test_fraud_is_a_sim_swap_then_a_new_premium_device_within_hours(world: Path)
     assert set(flagged["person_id"]) == set(fraud["person_id"])
     kpis = _read(world, "network/cell_kpis.parquet")
     assert set(fraud["device_imei"]) <= set(kpis["imei"])
+
+
+def _proactive_offers(world: Path) -> pd.DataFrame:
+    """Proactive offers made, with the household's favourite category beside each."""
+    offers = _truth(world, "offers").query("context == 'proactive'")
+    persons = _truth(world, "persons")[["person_id", "household_id", "favourite_offer_category"]]
+    return offers.merge(persons, on="person_id")
+
+
+def test_households_accept_offers_of_their_favourite_category(world: Path) -> None:
+    offers = _proactive_offers(world)
+    tasteful = offers[offers["favourite_offer_category"].notna()]
+    favourite = tasteful["category"] == tasteful["favourite_offer_category"]
+    # Exposure is blind to taste: about one shown offer in seven is of the favourite category.
+    shown_share = favourite.mean()
+    assert 0.05 < shown_share < 0.25
+    accepted_share = favourite[tasteful["accepted"]].mean()
+    assert accepted_share > 3 * shown_share
+    rate_favourite = tasteful.loc[favourite, "accepted"].mean()
+    rate_other = tasteful.loc[~favourite, "accepted"].mean()
+    assert rate_favourite > 4 * rate_other
+    # A household without a taste takes every category at the everyday rate.
+    tasteless = offers[offers["favourite_offer_category"].isna()]
+    assert len(tasteless) > 100
+    assert tasteless["accepted"].mean() < rate_favourite / 3
+    assert abs(tasteless["accepted"].mean() - rate_other) < 0.05
+
+
+def test_household_members_share_one_favourite_drawn_by_most_households(world: Path) -> None:
+    persons = _truth(world, "persons")
+    per_household = persons.groupby("household_id")["favourite_offer_category"]
+    assert (per_household.nunique(dropna=False) == 1).all()
+    tasteful = per_household.first().notna().mean()
+    assert 0.7 < tasteful < 0.9  # offer_taste_share = 0.8
+    catalogue = _truth(world, "offer_catalogue")
+    proactive = set(catalogue.loc[catalogue["kind"] != "retention", "category"])
+    assert set(persons["favourite_offer_category"].dropna()) == proactive
+
+
+def test_without_tastes_acceptance_does_not_depend_on_the_category(tmp_path: Path) -> None:
+    generate_world(tmp_path / "w", 1500, 4, parameters=Parameters(offer_taste_share=0.0))
+    offers = _proactive_offers(tmp_path / "w")
+    assert offers["favourite_offer_category"].isna().all()
+    assert offers["accepted"].mean() < 0.12
+
+
+def test_offers_are_never_shown_before_their_launch(world: Path) -> None:
+    catalogue = _truth(world, "offer_catalogue").set_index("offer_id")
+    window = _manifest(world)["window"]
+    assert isinstance(window, dict)
+    start, end = (pd.Timestamp(window[key]) for key in ("start", "end"))
+    late = catalogue.index[catalogue["launched_at"] > start]
+    assert 2 <= len(late) <= 3
+    assert (catalogue.loc[late, "launched_at"] >= end - timedelta(days=61)).all()
+    assert (catalogue.loc[late, "kind"] != "retention").all()
+    offers = _truth(world, "offers")
+    launched = catalogue.loc[offers["offer_id"], "launched_at"].values
+    assert (offers["made_at"].values >= launched).all()
+    assert set(late) <= set(offers["offer_id"])  # shown once launched
+
+
+def test_the_offer_catalogue_is_a_product_file_not_a_touchpoint_source(world: Path) -> None:
+    manifest = _manifest(world)
+    entry = manifest["catalogue"]
+    assert isinstance(entry, dict)
+    assert entry["offers"]["path"] == OFFER_CATALOGUE_FILE
+    assert OFFER_CATALOGUE_FILE not in {file.path for file in SOURCE_FILES}
+    text = (world / OFFER_CATALOGUE_FILE).read_text()
+    assert text.splitlines()[0] == (
+        '"offer_id","name","kind","category","monthly_margin_gbp","term_months",'
+        '"margin_gbp","launched_at"'
+    )
+    catalogue = _read(world, OFFER_CATALOGUE_FILE)
+    assert len(catalogue) == entry["offers"]["rows"]
+    assert catalogue["launched_at"].str.fullmatch(r"\d{4}-\d\d-\d\dT00:00:00Z").all()
+    truth = _truth(world, "offer_catalogue")
+    assert catalogue["offer_id"].tolist() == truth["offer_id"].tolist()
+    assert catalogue["margin_gbp"].astype(float).tolist() == truth["margin_gbp"].tolist()
+    margins = dict(zip(truth["offer_id"], truth["margin_gbp"], strict=True))
+    assert {offer: margins[offer] for offer in ORIGINAL_MARGINS} == ORIGINAL_MARGINS
+    proactive = truth[truth["kind"] != "retention"]
+    assert 20 <= len(proactive) <= 24
+    per_category = proactive.groupby("category")["margin_gbp"]
+    assert len(per_category) == 7
+    assert (per_category.size() >= 2).all() and (per_category.nunique() >= 2).all()
+    assert proactive["monthly_margin_gbp"].between(1, 20).all()
+    assert proactive["term_months"].between(1, 24).all()
+
+
+ORIGINAL_MARGINS = {
+    "RET-DISC-20": 78.0, "RET-DATA-UNL": 108.0, "RET-LOYALTY-60": 48.0, "UP-DATA-50GB": 27.0,
+    "UP-ROAM-EU": 9.0, "UP-HANDSET-24": 336.0, "XS-FAMILY-LINE": 180.0, "XS-STREAMING": 30.0,
+    "XS-BROADBAND": 198.0, "XS-INSURANCE": 66.0,
+}  # fmt: skip
+"""The offers of generator 1.0 keep their ids and margins (models trained then still apply)."""
 
 
 # -- the in-memory world -------------------------------------------------------------
