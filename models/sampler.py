@@ -1,0 +1,201 @@
+"""Neighbour sampling in plain torch, fed to PyG's ``NodeLoader``.
+
+PyG's ``NeighborLoader`` needs ``pyg-lib`` or ``torch-sparse``, neither of which
+installs from a wheel here, so ``NeighbourSampler`` does the same job: from a batch of
+seed customers it samples, hop by hop, up to ``fanout`` in-neighbours per node and
+edge type, and returns a ``HeteroSamplerOutput`` that ``NodeLoader`` turns into a
+mini-batch ``HeteroData`` (seeds first, ``batch_size`` on the seed type). Memory is
+bounded by the batch size and the fanouts, not the graph.
+
+Sampling is seeded: the same seeds and ``seed`` give the same neighbourhood, which is
+what request-time prediction needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import NodeLoader
+from torch_geometric.sampler import (
+    BaseSampler,
+    EdgeSamplerInput,
+    HeteroSamplerOutput,
+    NodeSamplerInput,
+)
+
+EdgeType = tuple[str, str, str]
+
+
+class _Adjacency:
+    """One edge type's edges grouped by target node (CSR over targets)."""
+
+    def __init__(self, edge_index: Tensor, targets: int) -> None:
+        order = torch.argsort(edge_index[1], stable=True)
+        self.source = edge_index[0][order]
+        self.edge = order
+        counts = torch.bincount(edge_index[1], minlength=targets)
+        self.start = torch.zeros(targets + 1, dtype=torch.long)
+        self.start[1:] = torch.cumsum(counts, 0)
+
+    def sample(
+        self, targets: Tensor, fanout: int, generator: torch.Generator
+    ) -> tuple[Tensor, ...]:
+        """Up to ``fanout`` random in-edges of each target: (target position, source, edge)."""
+        begin, end = self.start[targets], self.start[targets + 1]
+        degree = end - begin
+        total = int(degree.sum())
+        if total == 0:
+            empty = torch.empty(0, dtype=torch.long)
+            return empty, empty, empty
+        owner = torch.repeat_interleave(torch.arange(len(targets)), degree)
+        rank = torch.arange(total) - torch.repeat_interleave(
+            torch.cumsum(degree, 0) - degree, degree
+        )
+        slot = begin[owner] + rank
+        if int(degree.max()) > fanout:
+            # Shuffle within each target's group (a random key per edge), keep the first few:
+            # the groups stay where they were, so ``rank`` still counts within a group.
+            noise = torch.rand(total, generator=generator, dtype=torch.float64)
+            order = torch.argsort(owner.to(torch.float64) + noise)
+            keep = rank < fanout
+            owner, slot = owner[order][keep], slot[order][keep]
+        return owner, self.source[slot], self.edge[slot]
+
+
+class NeighbourSampler(BaseSampler):  # type: ignore[misc]
+    """Hop-by-hop neighbour sampling over a ``HeteroData`` (the ``NeighborLoader`` idea)."""
+
+    def __init__(self, data: HeteroData, fanouts: list[int], seed: int = 0) -> None:
+        self.fanouts = fanouts
+        self.seed = seed
+        self.num_nodes = {node_type: data[node_type].num_nodes for node_type in data.node_types}
+        self.adjacency: dict[EdgeType, _Adjacency] = {
+            edge_type: _Adjacency(data[edge_type].edge_index, self.num_nodes[edge_type[2]])
+            for edge_type in data.edge_types
+        }
+        self.calls = 0
+
+    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> HeteroSamplerOutput:
+        """Sample the neighbourhood of ``index.node`` (of type ``index.input_type``)."""
+        if index.input_type is None:
+            raise ValueError("NeighbourSampler samples heterogeneous graphs: give an input type")
+        generator = torch.Generator().manual_seed(self.seed + self.calls)
+        self.calls += 1
+        return self.sample(index.input_type, index.node, generator, index.input_id)
+
+    def sample(
+        self,
+        seed_type: str,
+        seeds: Tensor,
+        generator: torch.Generator,
+        input_id: Tensor | None = None,
+    ) -> HeteroSamplerOutput:
+        """The sampled subgraph around ``seeds``, seeds first in their type's node list."""
+        nodes = _NodeSet(self.num_nodes)
+        nodes.add(seed_type, seeds)
+        frontier = {seed_type: seeds}
+        rows: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.adjacency}
+        cols: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.adjacency}
+        edges: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.adjacency}
+        for fanout in self.fanouts:
+            reached: dict[str, list[Tensor]] = {}
+            for edge_type, adjacency in self.adjacency.items():
+                source_type, _, target_type = edge_type
+                targets = frontier.get(target_type)
+                if targets is None or len(targets) == 0:
+                    continue
+                owner, source, edge = adjacency.sample(targets, fanout, generator)
+                new = nodes.add(source_type, source)
+                reached.setdefault(source_type, []).append(new)
+                rows[edge_type].append(nodes.local(source_type, source))
+                cols[edge_type].append(nodes.local(target_type, targets[owner]))
+                edges[edge_type].append(edge)
+            frontier = {kind: torch.cat(parts) for kind, parts in reached.items()}
+        return HeteroSamplerOutput(
+            node=nodes.as_dict(),
+            row=_cat(rows),
+            col=_cat(cols),
+            edge=_cat(edges),
+            batch=None,
+            metadata=(input_id, None),
+        )
+
+    def sample_from_edges(self, index: EdgeSamplerInput, neg_sampling: Any = None) -> Any:
+        """Not used: offers are few, so next-best-offer scores every offer per customer."""
+        raise NotImplementedError("NeighbourSampler samples from nodes only")
+
+
+class _NodeSet:
+    """Sampled nodes per type, in the order first reached, with global-to-local maps."""
+
+    def __init__(self, num_nodes: Mapping[str, int]) -> None:
+        self.num_nodes = num_nodes
+        self.nodes: dict[str, list[Tensor]] = {}
+        self.size: dict[str, int] = {}
+        self.position: dict[str, Tensor] = {}
+
+    def add(self, node_type: str, ids: Tensor) -> Tensor:
+        """Add ``ids`` not yet in the set; return the new ones."""
+        if node_type not in self.position:
+            self.position[node_type] = torch.full((self.num_nodes[node_type],), -1)
+            self.nodes[node_type] = []
+            self.size[node_type] = 0
+        position = self.position[node_type]
+        fresh: Tensor
+        if self.nodes[node_type]:
+            fresh = torch.unique(ids[position[ids] < 0])
+        else:
+            # The seeds keep the order given: the loader reads results off the first rows.
+            fresh = _unique_in_order(ids)
+        count = self.size[node_type]
+        position[fresh] = torch.arange(count, count + len(fresh))
+        self.nodes[node_type].append(fresh)
+        self.size[node_type] = count + len(fresh)
+        return fresh
+
+    def local(self, node_type: str, ids: Tensor) -> Tensor:
+        """Positions of ``ids`` among the sampled nodes of their type."""
+        return self.position[node_type][ids]
+
+    def as_dict(self) -> dict[str, Tensor]:
+        """Sampled global node ids per type."""
+        return {kind: torch.cat(parts) for kind, parts in self.nodes.items()}
+
+
+def _unique_in_order(ids: Tensor) -> Tensor:
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((len(unique),), len(ids), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(ids)), reduce="amin")
+    ordered: Tensor = ids[torch.sort(first).values]
+    return ordered
+
+
+def _cat(parts: dict[EdgeType, list[Tensor]]) -> dict[EdgeType, Tensor]:
+    return {
+        edge_type: torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.long)
+        for edge_type, chunks in parts.items()
+    }
+
+
+def neighbour_loader(
+    data: HeteroData,
+    seeds: Tensor,
+    fanouts: list[int],
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+) -> NodeLoader:
+    """Mini-batches of ``customer`` seeds with their sampled neighbourhoods."""
+    return NodeLoader(
+        data,
+        node_sampler=NeighbourSampler(data, fanouts, seed),
+        input_nodes=("customer", seeds),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,0 +1,350 @@
+"""Training and evaluation: the PyG loop, and a run that compares GNN and baseline.
+
+``train_run(tables, task, config)`` is the whole experiment on a temporal hold-out:
+
+1. the *training* snapshot has its cutoff two horizons before the data ends, the
+   *hold-out* snapshot one horizon before; so the hold-out's features and labels lie
+   entirely after what the model learned from;
+2. the GNN trains on mini-batches of sampled neighbourhoods (``train``), keeping the
+   epoch that scores best on a random tenth of the training customers (``evaluate``);
+3. the LightGBM baseline trains on the same customers' aggregate features;
+4. both are scored on the hold-out, side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from models._tables import GraphTables
+from models.baseline import Baseline
+from models.export import DAY, Snapshot, build_snapshot
+from models.nets import JourneyGNN
+from models.sampler import neighbour_loader
+from models.tasks import Ranking, Task
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters and the data window of one training run (saved with the model)."""
+
+    horizon_days: int = 60
+    hidden: int = 64
+    layers: int = 2
+    fanouts: tuple[int, ...] = (10, 5)
+    batch_size: int = 1024
+    epochs: int = 8
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-5
+    dropout: float = 0.2
+    seed: int = 7
+    k: int = 5
+    ranking: Ranking = "revenue"
+    device: DeviceName = "auto"
+    validation_share: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The inverse of ``to_dict`` (JSON turns tuples into lists)."""
+        fields: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()
+        }
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one epoch did: mean training loss and the validation metric."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    validation: float
+    seconds: float
+
+
+EpochCallback = Callable[[EpochReport], None]
+
+
+@dataclass
+class TrainingRun:
+    """The outcome of ``train_run``: the trained GNN, the baseline, and their metrics."""
+
+    task: Task
+    config: TrainConfig
+    model: JourneyGNN
+    baseline: Baseline
+    train_cutoff: datetime
+    holdout_cutoff: datetime
+    metrics: dict[str, dict[str, float]]
+    """``{"gnn": {...}, "baseline": {...}}`` on the hold-out."""
+    best_epoch: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    snapshot: Snapshot | None = field(default=None, repr=False)
+    """The training snapshot (its schema and offers go into the registry)."""
+
+
+def pick_device(name: DeviceName = "auto") -> torch.device:
+    """CUDA when asked for or available (``auto``), else the CPU."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def holdout_cutoffs(tables: GraphTables, horizon: timedelta) -> tuple[datetime, datetime]:
+    """Training and hold-out cutoffs: two horizons and one horizon before the data ends."""
+    _, last = tables.span()
+    end = datetime.fromtimestamp((last // DAY + 1) * DAY, UTC)
+    return end - 2 * horizon, end - horizon
+
+
+def train_run(
+    tables: GraphTables,
+    task: Task,
+    config: TrainConfig = TrainConfig(),
+    on_epoch: EpochCallback | None = None,
+) -> TrainingRun:
+    """Train the GNN and the baseline for ``task`` and compare them on the hold-out."""
+    torch.manual_seed(config.seed)
+    horizon = timedelta(days=config.horizon_days)
+    train_cutoff, holdout_cutoff = holdout_cutoffs(tables, horizon)
+    started = time.perf_counter()
+    train_snapshot = build_snapshot(tables, train_cutoff, horizon)
+    holdout = build_snapshot(tables, holdout_cutoff, horizon, train_snapshot.schema)
+    task.check_labels(train_snapshot.data, "training")
+    task.check_labels(holdout.data, "hold-out")
+    seconds = {"snapshots": time.perf_counter() - started}
+
+    validation = _validation_split(train_snapshot.data, config)
+    started = time.perf_counter()
+    model, best_epoch = fit_gnn(train_snapshot, task, config, validation, on_epoch)
+    seconds["gnn"] = time.perf_counter() - started
+    started = time.perf_counter()
+    baseline = Baseline.fit(task, train_snapshot, validation, config.seed)
+    seconds["baseline"] = time.perf_counter() - started
+
+    customers = np.flatnonzero(task.labelled(holdout.data).numpy())
+    truth = holdout.data["customer"][task.label].numpy()[customers]
+    margin = holdout.offer_margin
+    gnn_scores = predict(model, holdout, customers, task, config)
+    baseline_scores = baseline.predict(holdout, customers)
+    if task.kind == "ranking":
+        launched = holdout.data["offer"].launched.numpy()
+        gnn_scores, baseline_scores = gnn_scores[:, launched], baseline_scores[:, launched]
+        truth, margin = truth[:, launched], margin[launched]
+    metrics = {
+        name: task.evaluate(truth, scores, margin, config.k, config.ranking)
+        for name, scores in (("gnn", gnn_scores), ("baseline", baseline_scores))
+    }
+    return TrainingRun(
+        task=task,
+        config=config,
+        model=model,
+        baseline=baseline,
+        train_cutoff=train_cutoff,
+        holdout_cutoff=holdout_cutoff,
+        metrics=metrics,
+        best_epoch=best_epoch,
+        seconds=seconds,
+        snapshot=train_snapshot,
+    )
+
+
+def build_model(snapshot: Snapshot, task: Task, config: TrainConfig) -> JourneyGNN:
+    """An untrained ``JourneyGNN`` shaped for the snapshot's node and edge types."""
+    data = snapshot.data
+    return JourneyGNN(
+        in_channels={kind: data[kind].x.shape[1] for kind in data.node_types},
+        edge_types=list(data.edge_types),
+        head="offer" if task.kind == "ranking" else "node",
+        hidden=config.hidden,
+        layers=config.layers,
+        dropout=config.dropout,
+    )
+
+
+def fit_gnn(
+    snapshot: Snapshot,
+    task: Task,
+    config: TrainConfig,
+    validation: NDArray[np.bool_],
+    on_epoch: EpochCallback | None = None,
+) -> tuple[JourneyGNN, int]:
+    """Train ``epochs`` epochs; return the model of the best validation epoch."""
+    device = pick_device(config.device)
+    data = snapshot.data
+    model = build_model(snapshot, task, config)
+    model.fit_scalers({kind: data[kind].x for kind in data.node_types})
+    if task.kind == "regression":
+        # Start from the mean label: an L1 loss moves a zero-initialised output slowly.
+        labels = data["customer"][task.label][task.labelled(data)]
+        model.start_at(float(labels.float().mean()))
+    model.to(device)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    labelled = task.labelled(data).numpy()
+    seeds = torch.from_numpy(np.flatnonzero(labelled & ~validation))
+    held = np.flatnonzero(labelled & validation)
+    best: tuple[float, int, dict[str, Tensor]] | None = None
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        loss = train(model, snapshot, seeds, task, config, optimiser, device, epoch)
+        metric = _validation_metric(model, snapshot, held, task, config)
+        if best is None or _better(metric, best[0], task):
+            best = (metric, epoch, copy.deepcopy(model.state_dict()))
+        if on_epoch is not None:
+            on_epoch(EpochReport(epoch, config.epochs, loss, metric, time.perf_counter() - started))
+    assert best is not None
+    model.load_state_dict(best[2])
+    return model.cpu(), best[1]
+
+
+def train(
+    model: JourneyGNN,
+    snapshot: Snapshot,
+    seeds: Tensor,
+    task: Task,
+    config: TrainConfig,
+    optimiser: torch.optim.Optimizer,
+    device: torch.device,
+    epoch: int,
+) -> float:
+    """One epoch over mini-batches of seed customers; the mean loss."""
+    model.train()
+    loader = neighbour_loader(
+        snapshot.data,
+        seeds,
+        list(config.fanouts),
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed * 1000 + epoch,
+    )
+    offer_x = snapshot.data["offer"].x.to(device)
+    launched = snapshot.data["offer"].launched.to(device)
+    total, count = 0.0, 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the loader makes many short-lived tensors; collection is pure overhead
+    try:
+        for batch in loader:
+            batch = batch.to(device)
+            size = batch["customer"].batch_size
+            optimiser.zero_grad()
+            out = model(batch.x_dict, batch.edge_index_dict, offer_x)[:size]
+            loss = _loss(out, batch["customer"][task.label][:size], task, launched)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            total += loss.item() * size
+            count += size
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict(
+    model: JourneyGNN,
+    snapshot: Snapshot,
+    customers: NDArray[np.int64],
+    task: Task,
+    config: TrainConfig,
+) -> NDArray[np.float64]:
+    """Scores of customer nodes: probabilities (binary, NBO) or values (regression)."""
+    model.eval()
+    device = next(model.parameters()).device
+    loader = neighbour_loader(
+        snapshot.data,
+        torch.from_numpy(customers),
+        list(config.fanouts),
+        config.batch_size * 4,
+        shuffle=False,
+        seed=config.seed,
+    )
+    offer_x = snapshot.data["offer"].x.to(device)
+    parts = []
+    for batch in loader:
+        batch = batch.to(device)
+        size = batch["customer"].batch_size
+        out = model(batch.x_dict, batch.edge_index_dict, offer_x)[:size]
+        parts.append(out if task.kind == "regression" else out.sigmoid())
+    scores = torch.cat(parts).cpu().numpy().astype(np.float64)
+    return scores
+
+
+def evaluate(
+    model: JourneyGNN,
+    snapshot: Snapshot,
+    task: Task,
+    config: TrainConfig,
+) -> dict[str, float]:
+    """The task's metrics of ``model`` on every labelled customer of ``snapshot``."""
+    customers = np.flatnonzero(task.labelled(snapshot.data).numpy())
+    return _metrics(model, snapshot, customers, task, config)
+
+
+def _metrics(
+    model: JourneyGNN,
+    snapshot: Snapshot,
+    customers: NDArray[np.int64],
+    task: Task,
+    config: TrainConfig,
+) -> dict[str, float]:
+    scores = predict(model, snapshot, customers, task, config)
+    truth = snapshot.data["customer"][task.label].numpy()[customers]
+    margin = snapshot.offer_margin
+    if task.kind == "ranking":
+        launched = snapshot.data["offer"].launched.numpy()
+        scores, truth, margin = scores[:, launched], truth[:, launched], margin[launched]
+    return task.evaluate(truth, scores, margin, config.k, config.ranking)
+
+
+def _validation_metric(
+    model: JourneyGNN,
+    snapshot: Snapshot,
+    held: NDArray[np.int64],
+    task: Task,
+    config: TrainConfig,
+) -> float:
+    return _metrics(model, snapshot, held, task, config)[task.metric]
+
+
+def _loss(out: Tensor, labels: Tensor, task: Task, launched: Tensor) -> Tensor:
+    if task.kind == "regression":
+        return torch.nn.functional.l1_loss(out, labels.float())
+    if task.kind == "ranking":
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            out[:, launched], labels[:, launched].float()
+        )
+    return torch.nn.functional.binary_cross_entropy_with_logits(out, labels.float())
+
+
+def _better(metric: float, best: float, task: Task) -> bool:
+    if np.isnan(metric):
+        return False
+    if np.isnan(best):
+        return True
+    return metric > best if task.higher_is_better else metric < best
+
+
+def _validation_split(data: HeteroData, config: TrainConfig) -> NDArray[np.bool_]:
+    rng = np.random.default_rng(config.seed)
+    split: NDArray[np.bool_] = rng.random(data["customer"].num_nodes) < config.validation_share
+    return split
