@@ -14,6 +14,8 @@ from api.bootstrap import (
     open_ingestor,
     open_kpi_runner,
     open_milestones,
+    open_predictor,
+    open_retrain_scheduler,
     open_similarity_analyzer,
     open_store,
     open_timelines,
@@ -28,6 +30,7 @@ from api.routes import (
     journeys,
     kpis,
     milestones,
+    models,
     similarity,
 )
 from api.settings import Settings, get_settings
@@ -52,6 +55,10 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         app.state.similarity = open_similarity_analyzer(app.state.timelines)
         app.state.kpis = open_kpi_runner(resolved)
         app.state.milestones = open_milestones(resolved, app.state.store)
+        app.state.predictor = open_predictor(resolved, app.state.store)
+        scheduler = open_retrain_scheduler(resolved, app.state.store)
+        if scheduler is not None:
+            scheduler.start()
         # Everything loaded so far (pandas, pyarrow, the store) lives as long as the
         # process: moving it out of the collector's reach keeps full collections from
         # adding ~20 ms to an unlucky request (measured on timelines).
@@ -59,6 +66,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             app.state.ingestor.close()
             if owned:
                 app.state.store.close()
@@ -80,5 +89,6 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.include_router(milestones.router, prefix=API_PREFIX)
     app.include_router(engagement.router, prefix=API_PREFIX)
     app.include_router(cells.router, prefix=API_PREFIX)
+    app.include_router(models.router, prefix=API_PREFIX)
     app.include_router(widgets.router)
     return app

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from journeys.milestones import MilestoneService
     from journeys.similarity import SimilarityAnalyzer
     from journeys.timelines import TimelineIndex
+    from models import GraphTables
+    from models.registry import ModelRegistry
+    from models.schedule import RetrainScheduler
+    from models.scoring import Predictor
+    from models.training import TrainConfig
 
 MergeMap = Callable[[], dict[str, str]]
 """Reads the identity merge map as it is now (loser -> survivor)."""
@@ -212,3 +217,52 @@ def open_engagement_loop(
         quarantine=quarantine,
         workers=settings.engage_workers,
     )
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    """The model registry in the configured folder."""
+    from models.registry import ModelRegistry
+
+    return ModelRegistry(settings.models_path)
+
+
+def train_config(settings: Settings, **overrides: object) -> TrainConfig:
+    """Training hyper-parameters: the defaults, the settings' epochs, then ``overrides``."""
+    from models.training import TrainConfig
+
+    return TrainConfig.from_dict(
+        TrainConfig().to_dict() | {"epochs": settings.train_epochs} | overrides
+    )
+
+
+def model_tables(settings: Settings, store: GraphStore) -> GraphTables:
+    """The graph as the models read it: touchpoints from the lake when there is one."""
+    from models import GraphTables
+
+    lake, merge_map = open_lake(settings)
+    return GraphTables.from_store(store, lake, merge_map())
+
+
+def open_predictor(settings: Settings, store: GraphStore) -> Predictor:
+    """Request-time prediction from the registry's promoted models."""
+    from models.scoring import Predictor
+
+    return Predictor(store, open_registry(settings))
+
+
+def open_retrain_scheduler(settings: Settings, store: GraphStore) -> RetrainScheduler | None:
+    """The service's retraining schedule, or None when ``retrain_schedule`` is empty."""
+    if not settings.retrain_schedule.strip():
+        return None
+    from models.schedule import RetrainSchedule, RetrainScheduler, retrain
+
+    schedule = RetrainSchedule.parse(settings.retrain_schedule)
+    registry = open_registry(settings)
+    config = train_config(settings)
+
+    def retrain_all() -> None:
+        tables = model_tables(settings, store)
+        for task in settings.retrain_tasks:
+            retrain(store, registry, task, config, tables=tables)
+
+    return RetrainScheduler(schedule, retrain_all)

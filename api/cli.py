@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.bootstrap import open_store
-from api.commands import engage, journeys, kpis, milestones, offers
+from api.commands import engage, journeys, kpis, milestones, models, offers
 from api.commands._output import (
     JsonFlag,
     console,
@@ -42,6 +42,9 @@ app.command("kpis")(kpis.kpis)
 app.add_typer(milestones.app, name="milestones")
 app.add_typer(engage.app, name="engage")
 app.add_typer(offers.app, name="offers")
+app.add_typer(models.app, name="models")
+app.command("train")(models.train)
+app.command("score")(models.score)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from journeys.frequency import FrequencyAnalyzer
 from journeys.kpis import KpiRunner
 from journeys.milestones import MilestoneService
 from journeys.similarity import SimilarityAnalyzer
+from models.scoring import Predictor
 
 
 def get_store(request: Request) -> GraphStore:
@@ -49,6 +50,12 @@ def get_kpi_runner(request: Request) -> KpiRunner:
     """The KPI runner over the lake, opened at start-up."""
     runner: KpiRunner = request.app.state.kpis
     return runner
+
+
+def get_predictor(request: Request) -> Predictor:
+    """Request-time model prediction, built at start-up."""
+    predictor: Predictor = request.app.state.predictor
+    return predictor
 
 
 def get_milestones(request: Request) -> MilestoneService:
@@ -85,6 +92,7 @@ IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]
 FrequencyAnalyzerDep = Annotated[FrequencyAnalyzer, Depends(get_frequency_analyzer)]
 SimilarityAnalyzerDep = Annotated[SimilarityAnalyzer, Depends(get_similarity_analyzer)]
 KpiRunnerDep = Annotated[KpiRunner, Depends(get_kpi_runner)]
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 MilestonesDep = Annotated[MilestoneService, Depends(get_milestones)]
 FeedbackDep = Annotated[FeedbackOpener, Depends(get_feedback)]
 CellSentimentDep = Annotated[CellSentimentOpener, Depends(get_cell_sentiment)]

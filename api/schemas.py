@@ -12,6 +12,7 @@ from graph import Vertex
 from ingest.frame import QuarantinedRow
 from ingest.pipeline import IngestSummary
 from journeys.customer360 import CustomerProfile, IdentifierLink
+from models.scoring import Prediction
 
 
 class Health(BaseModel):
@@ -150,3 +151,73 @@ class FeedbackIn(BaseModel):
     text: str = Field(
         default="", max_length=MAX_FEEDBACK_TEXT, description="the subscriber's own words"
     )
+
+
+class PredictRequest(BaseModel):
+    """Which customer to score."""
+
+    customer_id: str = Field(
+        min_length=1, max_length=500, description="customer id, with or without cust:"
+    )
+
+
+class OfferScoreOut(BaseModel):
+    """One ranked offer: P(accept), its margin and P x margin."""
+
+    offer_id: str
+    probability: float
+    margin_gbp: float
+    expected_revenue: float
+
+
+class PredictionOut(BaseModel):
+    """A request-time prediction from the promoted model of a task."""
+
+    customer_id: str
+    task: str
+    model_version: str
+    score: float = Field(
+        description="probability (churn, fraud), expected score (csat), or the top offer's "
+        "ranking value (nbo)"
+    )
+    offers: list[OfferScoreOut] = Field(default_factory=list, description="nbo: best first")
+
+    @classmethod
+    def of(cls, prediction: Prediction) -> PredictionOut:
+        """Build from the domain object."""
+        return cls(
+            customer_id=prediction.customer_id,
+            task=prediction.task,
+            model_version=prediction.model_version,
+            score=prediction.score,
+            offers=[
+                OfferScoreOut(
+                    offer_id=offer.offer_id,
+                    probability=offer.probability,
+                    margin_gbp=offer.margin_gbp,
+                    expected_revenue=offer.expected_revenue,
+                )
+                for offer in prediction.offers
+            ],
+        )
+
+
+class ModelCardOut(BaseModel):
+    """A trained model: task, version, cutoffs, config, metrics (GNN and baseline)."""
+
+    task: str
+    version: str
+    created_at: datetime
+    train_cutoff: datetime
+    holdout_cutoff: datetime
+    data_cutoff: datetime
+    code_version: str
+    metrics: dict[str, dict[str, float | None]]
+    config: dict[str, Any]
+
+
+class ScoresOut(BaseModel):
+    """The batch scores written onto a customer, by task."""
+
+    customer_id: str
+    scores: dict[str, dict[str, Any]]

@@ -112,6 +112,22 @@ class Settings(BaseSettings):
         default=0.3, gt=0, le=1, description="weight of the newest answer in the sentiment EWMA"
     )
 
+    models_dir: Path | None = Field(
+        default=None,
+        description="the model registry (every trained version, runs.jsonl); "
+        "default <data_dir>/models",
+    )
+    retrain_schedule: str = Field(
+        default="mon,thu 03:00",
+        description='when the service retrains: "DAYS HH:MM" in UTC (e.g. "mon,thu 03:00", '
+        '"daily 02:30"); "" turns scheduled retraining off',
+    )
+    retrain_tasks: list[str] = Field(
+        default_factory=lambda: ["churn", "nbo", "fraud", "csat"],
+        description="tasks the schedule retrains (each promoted only if not worse)",
+    )
+    train_epochs: int = Field(default=8, ge=1, le=1000, description="GNN epochs per training")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.backend == "gremlin" and not self.gremlin_url:
@@ -134,6 +150,11 @@ class Settings(BaseSettings):
     def milestones_path(self) -> Path:
         """The folder of added milestone definitions."""
         return self.milestones_dir or self.ingest_path / "milestones"
+
+    @property
+    def models_path(self) -> Path:
+        """The model registry folder."""
+        return self.models_dir or self.data_dir / "models"
 
     @property
     def engage_path(self) -> Path:

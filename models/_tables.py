@@ -9,9 +9,11 @@ customer codes, epoch seconds, categorical codes. Snapshots at different cutoffs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -20,6 +22,7 @@ from numpy.typing import NDArray
 
 from graph.errors import InvalidInput
 from graph.store import GraphStore
+from ingest.lake import Lake
 
 NUMERIC_ATTRIBUTES: Final = (
     "amount",
@@ -90,12 +93,27 @@ class GraphTables:
     """The Offer vertices: ``offer_id`` index, margin, kind and category columns."""
 
     @classmethod
-    def from_store(cls, store: GraphStore) -> GraphTables:
-        """Read what the models need from ``store`` (one bulk export per label)."""
+    def from_store(
+        cls,
+        store: GraphStore,
+        lake: Lake | None = None,
+        merge_map: Mapping[str, str] | None = None,
+    ) -> GraphTables:
+        """Read what the models need from ``store`` (one bulk export per label).
+
+        With ``lake`` (and the identity ``merge_map``), touchpoints come from the Parquet
+        lake, the same resolved touchpoints in columns, which is an order of magnitude
+        faster than exporting them from the graph; customers, identifiers and offers
+        still come from the graph.
+        """
+        customers = store.export_vertices("Customer")
+        if lake is not None and lake.files():
+            touchpoints = _lake_touchpoints(lake, merge_map)
+        else:
+            touchpoints = _graph_touchpoints(store)
         return cls.from_arrow(
-            customers=store.export_vertices("Customer"),
-            touchpoints=store.export_vertices("Touchpoint"),
-            performed=store.export_edges("PERFORMED"),
+            customers=customers,
+            touchpoints=touchpoints,
             links=store.export_edges("HAS_IDENTIFIER"),
             offers=store.export_vertices("Offer"),
         )
@@ -105,30 +123,32 @@ class GraphTables:
         cls,
         customers: pa.Table,
         touchpoints: pa.Table,
-        performed: pa.Table,
         links: pa.Table,
         offers: pa.Table,
     ) -> GraphTables:
-        """Build from exported tables (``from_store``, or a request-time neighbourhood)."""
+        """Build from exported tables; ``touchpoints`` has a ``customer`` id column."""
         if customers.num_rows == 0:
             raise InvalidInput("the graph holds no customers: ingest touchpoints before training")
         if touchpoints.num_rows == 0:
             raise InvalidInput("the graph holds no touchpoints: ingest touchpoints before training")
         customer_ids = np.asarray(customers["id"].to_pylist(), dtype=object)
         position = pd.Index(customer_ids)
-        owned = _owned_touchpoints(touchpoints, performed, position)
-        order = np.lexsort((owned["ts"], owned["customer"]))
+        owner = position.get_indexer(pd.Index(touchpoints["customer"].to_pylist()))
+        known = owner >= 0
+        table = touchpoints.filter(pa.array(known))
+        ts = pc.cast(table["ts"], pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+        customer = owner[known].astype(np.int64)
+        ts = ts // 1_000_000
+        order = np.lexsort((ts, customer))
         size = len(order)
-        text = {
-            name: Codes.of(_column(owned["table"], name, order), size) for name in TEXT_ATTRIBUTES
-        }
-        numeric = {name: _float_column(owned["table"], name, order) for name in NUMERIC_ATTRIBUTES}
+        text = {name: Codes.of(_column(table, name, order), size) for name in TEXT_ATTRIBUTES}
+        numeric = {name: _float_column(table, name, order) for name in NUMERIC_ATTRIBUTES}
         return cls(
             customer_ids=customer_ids,
             birth_year=_birth_years(customers),
             address_key=_address_keys(customers),
-            customer=owned["customer"][order],
-            ts=owned["ts"][order],
+            customer=customer[order],
+            ts=ts[order],
             text=text,
             numeric=numeric,
             links=_identifier_links(links, position),
@@ -145,24 +165,41 @@ class GraphTables:
         return int(self.ts.min()), int(self.ts.max())
 
 
-def _owned_touchpoints(table: pa.Table, performed: pa.Table, position: pd.Index) -> dict[str, Any]:
-    if performed.num_rows == 0:
-        performed = pa.table(
-            {"source": pa.array([], pa.string()), "target": pa.array([], pa.string())}
-        )
+def _graph_touchpoints(store: GraphStore) -> pa.Table:
+    """Touchpoint vertices with the customer who performed each (PERFORMED edges)."""
+    table = store.export_vertices("Touchpoint")
+    performed = store.export_edges("PERFORMED")
+    if table.num_rows == 0 or performed.num_rows == 0:
+        return pa.table({"customer": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
     owner = pd.Series(
-        position.get_indexer(pd.Index(performed["source"].to_pylist())).astype(np.float64),
-        index=pd.Index(performed["target"].to_pylist()),
+        performed["source"].to_pylist(), index=pd.Index(performed["target"].to_pylist())
     )
-    customer = owner.reindex(table["id"].to_numpy(zero_copy_only=False)).to_numpy()
-    known = ~np.isnan(customer) & (customer >= 0)
-    table = table.filter(pa.array(known))
-    ts = pc.cast(table["ts"], pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return {
-        "table": table,
-        "customer": customer[known].astype(np.int64),
-        "ts": ts.to_numpy() // 1_000_000,
-    }
+    owner = owner[~owner.index.duplicated()]
+    customers = owner.reindex(pd.Index(table["id"].to_pylist()))
+    return table.append_column("customer", pa.array(customers.to_numpy(), pa.string()))
+
+
+def _lake_touchpoints(lake: Lake, merge_map: Mapping[str, str] | None) -> pa.Table:
+    """The lake's touchpoints with the attributes the features read, parsed by DuckDB."""
+    text = [
+        f"json_extract_string(attributes, '$.{name}') AS {name}"
+        for name in TEXT_ATTRIBUTES
+        if name != "event_type"
+    ]
+    numbers = [
+        f"TRY_CAST(json_extract_string(attributes, '$.{name}') AS DOUBLE) AS {name}"
+        for name in NUMERIC_ATTRIBUTES
+    ]
+    connection = duckdb.connect()
+    try:
+        relation = lake.relation(connection, merge_map)
+        if relation is None:
+            return pa.table({"customer": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
+        connection.register("_touchpoints", relation)
+        columns = ", ".join(["customer", "event_id AS id", "event_type", "ts", *text, *numbers])
+        return connection.sql(f"SELECT {columns} FROM _touchpoints").to_arrow_table()
+    finally:
+        connection.close()
 
 
 def _column(table: pa.Table, name: str, order: NDArray[np.int64]) -> pa.ChunkedArray[Any] | None:

@@ -381,7 +381,7 @@ class _SnapshotBuilder:
         offers["kind"] = offers["kind"].fillna("unknown")
         offers["category"] = pd.Categorical(offers["category"].fillna("unknown"))
         launched = pd.to_datetime(offers["launched_at"], utc=True)
-        offers["launched"] = launched.isna() | (launched.astype("int64") // 10**9 < self.at)
+        offers["launched"] = launched.isna() | (launched < pd.Timestamp(self.at, unit="s", tz=UTC))
         return offers
 
     def _offer_positions(self) -> NDArray[np.int64]:

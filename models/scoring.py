@@ -28,6 +28,7 @@ from graph.store import GraphStore, Vertex
 from models._tables import HOUSEHOLD_KINDS, GraphTables
 from models.export import HOUSEHOLD_MAX, Snapshot, build_snapshot
 from models.registry import LoadedModel, ModelRegistry
+from models.tasks import TASKS
 from models.training import predict
 
 WRITE_BATCH = 20_000
@@ -217,17 +218,34 @@ def neighbourhood_tables(store: GraphStore, customer_id: str) -> GraphTables:
         if len(sharing) <= HOUSEHOLD_MAX:
             members.update((other.vertex.id, other.vertex) for other in sharing)
     touchpoints: list[dict[str, Any]] = []
-    performed: list[dict[str, str]] = []
     for member in members.values():
         for link in store.neighbours(member.id, "out", ["HAS_IDENTIFIER"]):
             links.append({"source": member.id, "target": link.vertex.id, **link.edge.properties})
         for touchpoint in store.timeline(member.id):
-            touchpoints.append({"id": touchpoint.id, **touchpoint.properties})
-            performed.append({"source": member.id, "target": touchpoint.id})
+            touchpoints.append(
+                {"id": touchpoint.id, "customer": member.id, **touchpoint.properties}
+            )
     return GraphTables.from_arrow(
         customers=pa.Table.from_pylist([{"id": v.id, **v.properties} for v in members.values()]),
         touchpoints=pa.Table.from_pylist(touchpoints),
-        performed=pa.Table.from_pylist(performed),
         links=pa.Table.from_pylist(links),
         offers=store.export_vertices("Offer"),
     )
+
+
+def customer_scores(store: GraphStore, customer_id: str) -> dict[str, dict[str, Any]]:
+    """The batch scores on a Customer vertex, by task (``{}`` before any scoring)."""
+    customer = store.get_vertex(customer_id)
+    if customer is None or customer.label != "Customer":
+        raise UnknownCustomer(f"customer {customer_id!r} is not in the graph")
+    scores: dict[str, dict[str, Any]] = {}
+    for task in TASKS:
+        prefix = f"{task}_"
+        found = {
+            key.removeprefix(prefix): value
+            for key, value in customer.properties.items()
+            if key.startswith(prefix)
+        }
+        if "score" in found:
+            scores[task] = found
+    return scores

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch_geometric.data import HeteroData
 
 from graph.errors import InvalidInput
-from models.metrics import auprc, auroc, mae, ndcg_at_k, revenue_at_k
+
+if TYPE_CHECKING:  # torch stays out of the CLI's start-up: it only names the tasks
+    import torch
+    from torch_geometric.data import HeteroData
 
 TaskKind = Literal["binary", "regression", "ranking"]
 Ranking = Literal["revenue", "likelihood"]
@@ -48,8 +49,8 @@ class Task:
         if self.kind != "regression" and not bool(labels.any()):
             raise InvalidInput(
                 f"{self.name}: the {where} snapshot has no positive labels "
-                f"({int(keep.sum())} customers, none with a {self.label[2:]} in the window); "
-                "choose an earlier cutoff or a longer horizon"
+                f"({int(keep.sum())} customers, none with a {self.label[2:]} in the label "
+                "window): train on more history, or change the horizon"
             )
 
     def evaluate(
@@ -61,6 +62,8 @@ class Task:
         ranking: Ranking = "revenue",
     ) -> dict[str, float]:
         """The task's metrics of ``scores`` against ``truth`` (rows: labelled customers)."""
+        from models.metrics import auprc, auroc, mae, ndcg_at_k, revenue_at_k
+
         if self.kind == "binary":
             labels = truth.astype(bool)
             return {

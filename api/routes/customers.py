@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import StoreDep
-from api.schemas import CustomerOut, IdentifierOut, JourneyOut, TouchpointOut
+from api.schemas import CustomerOut, IdentifierOut, JourneyOut, ScoresOut, TouchpointOut
 from journeys.customer360 import (
     canonical_customer_id,
     customer_identifiers,
     customer_journey,
     customer_profile,
 )
+from models.scoring import customer_scores
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 CustomerId = Annotated[
@@ -54,3 +55,10 @@ def get_journey(
 def get_identifiers(customer_id: CustomerId, store: StoreDep) -> list[IdentifierOut]:
     """The customer's identifiers with how each was linked."""
     return [IdentifierOut.of(link) for link in customer_identifiers(store, customer_id)]
+
+
+@router.get("/{customer_id}/scores", response_model=ScoresOut)
+def get_scores(customer_id: CustomerId, store: StoreDep) -> ScoresOut:
+    """The propensity scores batch scoring wrote onto the customer, with model versions."""
+    canonical = canonical_customer_id(customer_id)
+    return ScoresOut(customer_id=canonical, scores=customer_scores(store, canonical))
