@@ -29,6 +29,7 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
     "bench_cell_sentiment": [],
     "bench_engage": [],
     "bench_incidents": [],
+    "bench_models": ["--data-dir", "var"],
 }
 """Module (under ``bench``) -> its arguments."""
 

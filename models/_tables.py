@@ -236,7 +236,14 @@ def _address_keys(customers: pa.Table) -> NDArray[np.object_]:
 
 def _identifier_links(edges: pa.Table, position: pd.Index) -> pd.DataFrame:
     if edges.num_rows == 0:
-        return pd.DataFrame({"customer": [], "identifier": [], "kind": [], "first_seen": []})
+        return pd.DataFrame(
+            {
+                "customer": np.array([], np.int64),
+                "identifier": np.array([], object),
+                "kind": np.array([], object),
+                "first_seen": np.array([], np.float64),
+            }
+        )
     target = pd.Series(edges["target"].to_numpy(zero_copy_only=False))
     first_seen = (
         pc.cast(edges["first_seen"], pa.timestamp("us", tz="UTC"))

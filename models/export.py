@@ -233,15 +233,17 @@ class _SnapshotBuilder:
     def _customer_features(self) -> pd.DataFrame:
         t, at = self.tables, self.at
         columns: dict[str, NDArray[np.float64]] = {}
-        types = self.event.values
+        # Event types seen before the cutoff, sorted: later data adds no column, moves none.
+        seen = np.unique(self.event.codes[self.before & (self.event.codes >= 0)])
+        types = sorted((str(self.event.values[code]), int(code)) for code in seen)
         for label, since in (
             ("events", None),
             ("recent90", at - 90 * DAY),
             ("recent30", at - 30 * DAY),
         ):
             mask = self.before if since is None else self.before & (t.ts >= since)
-            counts = self._count_by(mask, self.event.codes, len(types))
-            for code, name in enumerate(types):
+            counts = self._count_by(mask, self.event.codes, len(self.event.values))
+            for name, code in types:
                 columns[f"{label}:{name}"] = np.log1p(counts[:, code])
         first = self._reduce(self.before, t.ts.astype(np.float64), np.minimum, np.inf)
         last = self._reduce(self.before, t.ts.astype(np.float64), np.maximum, -np.inf)
@@ -372,9 +374,14 @@ class _SnapshotBuilder:
     # -- offers -------------------------------------------------------------------------
 
     def _offer_table(self) -> pd.DataFrame:
-        catalogue = self.tables.offers
-        seen = self.tables.text["offer_id"].values
-        offers = catalogue.reindex(sorted(set(catalogue.index) | set(seen)))
+        # Offer vertices with catalogue properties; a vertex that only an ABOUT edge made
+        # (an offer no catalogue lists) counts only if a touchpoint named it before the cutoff.
+        catalogue = self.tables.offers[self.tables.offers["margin_gbp"].notna()]
+        # The catalogue, and offers touchpoints named before the cutoff (none from later).
+        offer = self.tables.text["offer_id"]
+        named = np.unique(offer.codes[self.before & (offer.codes >= 0)])
+        seen = {str(offer.values[code]) for code in named}
+        offers = catalogue.reindex(sorted(set(catalogue.index) | seen))
         offers["margin_gbp"] = offers["margin_gbp"].fillna(0.0)
         offers["monthly_margin_gbp"] = offers["monthly_margin_gbp"].fillna(0.0)
         offers["term_months"] = offers["term_months"].fillna(0.0)
@@ -393,8 +400,8 @@ class _SnapshotBuilder:
 
     def _offer_category_codes(self) -> NDArray[np.int64]:
         position = self._offer_positions()
-        categories = self.offers["category"].cat.codes.to_numpy(np.int64)
-        return np.where(position >= 0, categories[np.maximum(position, 0)], -1)
+        categories = np.append(self.offers["category"].cat.codes.to_numpy(np.int64), -1)
+        return categories[position]  # position -1 (no offer) reads the appended -1
 
     def _accepted_mask(self) -> NDArray[np.bool_]:
         outcome = self.tables.text["outcome"]

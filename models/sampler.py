@@ -7,8 +7,10 @@ edge type, and returns a ``HeteroSamplerOutput`` that ``NodeLoader`` turns into 
 mini-batch ``HeteroData`` (seeds first, ``batch_size`` on the seed type). Memory is
 bounded by the batch size and the fanouts, not the graph.
 
-Sampling is seeded: the same seeds and ``seed`` give the same neighbourhood, which is
-what request-time prediction needs.
+Sampling is seeded per edge: which in-neighbours a node keeps depends only on the node,
+its edges and ``seed``, never on the rest of the batch, so a customer scored alone at
+request time gets the same neighbourhood as in a batch, and a new ``seed`` (each
+training epoch) draws a new one.
 """
 
 from __future__ import annotations
@@ -41,9 +43,7 @@ class _Adjacency:
         self.start = torch.zeros(targets + 1, dtype=torch.long)
         self.start[1:] = torch.cumsum(counts, 0)
 
-    def sample(
-        self, targets: Tensor, fanout: int, generator: torch.Generator
-    ) -> tuple[Tensor, ...]:
+    def sample(self, targets: Tensor, fanout: int, seed: int) -> tuple[Tensor, ...]:
         """Up to ``fanout`` random in-edges of each target: (target position, source, edge)."""
         begin, end = self.start[targets], self.start[targets + 1]
         degree = end - begin
@@ -57,13 +57,24 @@ class _Adjacency:
         )
         slot = begin[owner] + rank
         if int(degree.max()) > fanout:
-            # Shuffle within each target's group (a random key per edge), keep the first few:
-            # the groups stay where they were, so ``rank`` still counts within a group.
-            noise = torch.rand(total, generator=generator, dtype=torch.float64)
+            # Shuffle within each target's group by a key hashed from (edge, seed), keep the
+            # first few. A target's sample depends on nothing else: not on the other seeds
+            # of the batch, so a customer scores the same alone or in a batch.
+            noise = _edge_keys(self.edge[slot], seed)
             order = torch.argsort(owner.to(torch.float64) + noise)
             keep = rank < fanout
             owner, slot = owner[order][keep], slot[order][keep]
         return owner, self.source[slot], self.edge[slot]
+
+
+def _edge_keys(edges: Tensor, seed: int) -> Tensor:
+    """A pseudo-random number in [0, 1) per edge and seed (a SplitMix64 finaliser)."""
+    mixed = (seed * 0x2545F4914F6CDD1D) % (1 << 64)
+    x = edges * -7046029254386353131 + (mixed - (1 << 64) if mixed >= 1 << 63 else mixed)
+    x = (x ^ (x >> 30)) * -4658895280553007687
+    x = (x ^ (x >> 27)) * -7723592293110705685
+    x = x ^ (x >> 31)
+    return (x & ((1 << 53) - 1)).to(torch.float64) / float(1 << 53)
 
 
 class NeighbourSampler(BaseSampler):  # type: ignore[misc]
@@ -77,21 +88,17 @@ class NeighbourSampler(BaseSampler):  # type: ignore[misc]
             edge_type: _Adjacency(data[edge_type].edge_index, self.num_nodes[edge_type[2]])
             for edge_type in data.edge_types
         }
-        self.calls = 0
 
     def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> HeteroSamplerOutput:
         """Sample the neighbourhood of ``index.node`` (of type ``index.input_type``)."""
         if index.input_type is None:
             raise ValueError("NeighbourSampler samples heterogeneous graphs: give an input type")
-        generator = torch.Generator().manual_seed(self.seed + self.calls)
-        self.calls += 1
-        return self.sample(index.input_type, index.node, generator, index.input_id)
+        return self.sample(index.input_type, index.node, index.input_id)
 
     def sample(
         self,
         seed_type: str,
         seeds: Tensor,
-        generator: torch.Generator,
         input_id: Tensor | None = None,
     ) -> HeteroSamplerOutput:
         """The sampled subgraph around ``seeds``, seeds first in their type's node list."""
@@ -108,7 +115,7 @@ class NeighbourSampler(BaseSampler):  # type: ignore[misc]
                 targets = frontier.get(target_type)
                 if targets is None or len(targets) == 0:
                     continue
-                owner, source, edge = adjacency.sample(targets, fanout, generator)
+                owner, source, edge = adjacency.sample(targets, fanout, self.seed)
                 new = nodes.add(source_type, source)
                 reached.setdefault(source_type, []).append(new)
                 rows[edge_type].append(nodes.local(source_type, source))

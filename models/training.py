@@ -122,7 +122,6 @@ def train_run(
     on_epoch: EpochCallback | None = None,
 ) -> TrainingRun:
     """Train the GNN and the baseline for ``task`` and compare them on the hold-out."""
-    torch.manual_seed(config.seed)
     horizon = timedelta(days=config.horizon_days)
     train_cutoff, holdout_cutoff = holdout_cutoffs(tables, horizon)
     started = time.perf_counter()
@@ -187,7 +186,23 @@ def fit_gnn(
     validation: NDArray[np.bool_],
     on_epoch: EpochCallback | None = None,
 ) -> tuple[JourneyGNN, int]:
-    """Train ``epochs`` epochs; return the model of the best validation epoch."""
+    """Train ``epochs`` epochs; return the model of the best validation epoch.
+
+    Seeded by ``config.seed`` (starting weights, dropout, sampling), without touching
+    the caller's global random state.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _fit_gnn(snapshot, task, config, validation, on_epoch)
+
+
+def _fit_gnn(
+    snapshot: Snapshot,
+    task: Task,
+    config: TrainConfig,
+    validation: NDArray[np.bool_],
+    on_epoch: EpochCallback | None,
+) -> tuple[JourneyGNN, int]:
     device = pick_device(config.device)
     data = snapshot.data
     model = build_model(snapshot, task, config)
