@@ -30,6 +30,9 @@ PARAMETERS: dict[str, Any] = {
     "num_threads": 0,
 }
 ROUNDS = 400
+CHUNK = 10_000
+"""Customers scored per LightGBM call for next-best-offer (bounded memory)."""
+NON_ACCEPTING = 20_000
 EARLY_STOP = 30
 
 
@@ -67,8 +70,11 @@ class Baseline:
             scores: NDArray[np.float64] = np.asarray(self.booster.predict(features))
             return scores
         offers = _offer_matrix(snapshot)
-        pairs = _pairs(features, offers)
-        flat = np.asarray(self.booster.predict(pairs))
+        parts = [
+            np.asarray(self.booster.predict(_pairs(features[start : start + CHUNK], offers)))
+            for start in range(0, len(features), CHUNK)
+        ]
+        flat = np.concatenate(parts) if parts else np.zeros(0)
         return flat.reshape(len(customers), len(offers))
 
 
@@ -77,6 +83,8 @@ def _rows(
 ) -> tuple[NDArray[np.float64], NDArray[Any], NDArray[np.int64]]:
     """Feature rows, labels, and for each row the customer node it belongs to."""
     keep = task.labelled(snapshot.data).numpy()
+    if task.kind == "ranking":
+        keep = _sample_customers(keep, snapshot.data["customer"][task.label].numpy())
     customers = np.flatnonzero(keep)
     features = snapshot.customer_features.iloc[customers].to_numpy(np.float64)
     labels = snapshot.data["customer"][task.label].numpy()[customers]
@@ -90,6 +98,22 @@ def _rows(
     return pairs[chosen], labels.reshape(-1)[chosen].astype(np.float64), rows[chosen]
 
 
+def _sample_customers(keep: NDArray[np.bool_], accepted: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Every customer who accepted an offer, and at most ``NON_ACCEPTING`` others.
+
+    Pairs are customers x offers wide: at 100k customers and 25 offers all of them take
+    several GB. Leaving most non-accepting customers out changes every offer's odds for
+    a customer by the same factor, so the ranking within a customer is unchanged.
+    """
+    positive = keep & accepted.any(axis=1)
+    others = np.flatnonzero(keep & ~positive)
+    if len(others) > NON_ACCEPTING:
+        others = np.random.default_rng(0).choice(others, NON_ACCEPTING, replace=False)
+    chosen = positive.copy()
+    chosen[others] = True
+    return chosen
+
+
 def _offer_matrix(snapshot: Snapshot) -> NDArray[np.float64]:
     matrix: NDArray[np.float64] = snapshot.data["offer"].x.numpy().astype(np.float64)
     return matrix
@@ -97,6 +121,6 @@ def _offer_matrix(snapshot: Snapshot) -> NDArray[np.float64]:
 
 def _pairs(customers: NDArray[np.float64], offers: NDArray[np.float64]) -> NDArray[np.float64]:
     """Every (customer, offer) pair as one row: customer features, then offer features."""
-    left = np.repeat(customers, len(offers), axis=0)
-    right = np.tile(offers, (len(customers), 1))
+    left = np.repeat(customers.astype(np.float32), len(offers), axis=0)
+    right = np.tile(offers.astype(np.float32), (len(customers), 1))
     return np.hstack([left, right])

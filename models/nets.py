@@ -113,9 +113,14 @@ class JourneyGNN(nn.Module):
         x_dict: dict[str, Tensor],
         edge_index_dict: dict[EdgeType, Tensor],
         offer_x: Tensor | None = None,
+        seeds: int | None = None,
     ) -> Tensor:
-        """Node head: ``[customers]``; offer head: ``[customers, offers]`` logits."""
-        customers = self.embed(x_dict, edge_index_dict)
+        """Node head: ``[customers]``; offer head: ``[customers, offers]`` logits.
+
+        ``seeds``: score only the first customers (a mini-batch's seeds; the sampled
+        neighbours only pass messages).
+        """
+        customers = self.embed(x_dict, edge_index_dict)[:seeds]
         if self.head_kind == "node":
             out: Tensor = self.node_head(customers).squeeze(-1)
             return out

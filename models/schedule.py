@@ -178,10 +178,12 @@ class RetrainScheduler:
         schedule: RetrainSchedule,
         job: Callable[[], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        poll_seconds: float = 60.0,
     ) -> None:
         self.schedule = schedule
         self.job = job
         self.clock = clock
+        self.poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -200,7 +202,10 @@ class RetrainScheduler:
         while not self._stop.is_set():
             due = self.schedule.next_run(self.clock())
             while not self._stop.is_set() and self.clock() < due:
-                self._stop.wait(min(60.0, max((due - self.clock()).total_seconds(), 0.01)))
+                # Short sleeps, not one long one: a suspended laptop or a changed clock
+                # must not push a run days late.
+                left = (due - self.clock()).total_seconds()
+                self._stop.wait(min(self.poll_seconds, max(left, 0.01)))
             if self._stop.is_set():
                 return
             started = time.perf_counter()

@@ -262,7 +262,7 @@ def train(
             batch = batch.to(device)
             size = batch["customer"].batch_size
             optimiser.zero_grad()
-            out = model(batch.x_dict, batch.edge_index_dict, offer_x)[:size]
+            out = model(batch.x_dict, batch.edge_index_dict, offer_x, size)
             loss = _loss(out, batch["customer"][task.label][:size], task, launched)
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
@@ -298,7 +298,7 @@ def predict(
     for batch in loader:
         batch = batch.to(device)
         size = batch["customer"].batch_size
-        out = model(batch.x_dict, batch.edge_index_dict, offer_x)[:size]
+        out = model(batch.x_dict, batch.edge_index_dict, offer_x, size)
         parts.append(out if task.kind == "regression" else out.sigmoid())
     scores = torch.cat(parts).cpu().numpy().astype(np.float64)
     return scores
