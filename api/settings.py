@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         default_factory=lambda: ["churn", "nbo", "fraud", "csat"],
         description="tasks the schedule retrains (each promoted only if not worse)",
     )
-    train_epochs: int = Field(default=8, ge=1, le=1000, description="GNN epochs per training")
+    train_epochs: int = Field(default=5, ge=1, le=1000, description="GNN epochs per training")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -1,7 +1,7 @@
 """GNN propensity models benchmark: training time, peak memory, GNN vs LightGBM, scoring.
 
     .venv/bin/python -m bench.bench_models --data-dir /tmp/world100k [--tasks churn,nbo]
-        [--runs 3] [--epochs 8] [--predictions 50]
+        [--runs 3] [--epochs 5] [--predictions 50]
 
 ``--data-dir`` is a journeygraph data folder with a loaded world (``JOURNEYGRAPH_DATA_DIR=DIR
 journeygraph load-demo --customers 100000``): the embedded store, the lake and the
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--tasks", default="churn,nbo")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--predictions", type=int, default=50)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--task", default="churn", help=argparse.SUPPRESS)

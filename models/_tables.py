@@ -133,7 +133,11 @@ class GraphTables:
             raise InvalidInput("the graph holds no touchpoints: ingest touchpoints before training")
         customer_ids = np.asarray(customers["id"].to_pylist(), dtype=object)
         position = pd.Index(customer_ids)
-        owner = position.get_indexer(pd.Index(touchpoints["customer"].to_pylist()))
+        owner = (
+            pc.index_in(touchpoints["customer"], value_set=customers["id"].combine_chunks())
+            .fill_null(-1)
+            .to_numpy()
+        )
         known = owner >= 0
         table = touchpoints.filter(pa.array(known))
         ts = pc.cast(table["ts"], pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()

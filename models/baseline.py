@@ -8,6 +8,7 @@ the customer's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +46,19 @@ class Baseline:
 
     @classmethod
     def fit(
-        cls, task: Task, snapshot: Snapshot, validation: NDArray[np.bool_], seed: int
+        cls,
+        task: Task,
+        snapshots: Sequence[Snapshot],
+        validations: Sequence[NDArray[np.bool_]],
+        seed: int,
     ) -> Baseline:
-        """Train on the snapshot's labelled customers, early-stopping on ``validation``."""
-        features, labels, rows = _rows(task, snapshot)
-        held_out = validation[rows]
+        """Train on the snapshots' labelled customers, early-stopping on ``validations``."""
+        parts = [_rows(task, snapshot) for snapshot in snapshots]
+        features = np.concatenate([part[0] for part in parts])
+        labels = np.concatenate([part[1] for part in parts])
+        held_out = np.concatenate(
+            [validation[part[2]] for part, validation in zip(parts, validations, strict=True)]
+        )
         objective = {"binary": "binary", "regression": "l2", "ranking": "binary"}[task.kind]
         parameters = PARAMETERS | {"objective": objective, "seed": seed}
         train = lgb.Dataset(features[~held_out], labels[~held_out])

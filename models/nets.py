@@ -81,6 +81,10 @@ class JourneyGNN(nn.Module):
             )
         else:
             self.offer_encoder = nn.Sequential(nn.Linear(in_channels["offer"], hidden), nn.ReLU())
+            # A bilinear affinity beside the MLP: "likes this kind of offer" is a product of
+            # a customer trait and an offer trait, which an MLP over the concatenation
+            # learns slowly.
+            self.affinity = nn.Linear(width, hidden, bias=False)
             self.pair_head = nn.Sequential(
                 nn.Linear(width + hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
             )
@@ -138,5 +142,6 @@ class JourneyGNN(nn.Module):
             ],
             dim=-1,
         )
-        logits: Tensor = self.pair_head(pairs).squeeze(-1)
+        affinity: Tensor = self.affinity(customers) @ offers.T
+        logits: Tensor = self.pair_head(pairs).squeeze(-1) + affinity
         return logits

@@ -100,13 +100,7 @@ def score_customers(
     started = time.perf_counter()
     tables = tables or GraphTables.from_store(store)
     at = cutoff or end_of_data(tables)
-    snapshot = build_snapshot(
-        tables,
-        at,
-        timedelta(days=loaded.config.horizon_days),
-        loaded.card.schema,
-        require_labels=False,
-    )
+    snapshot = _scoring_snapshot(loaded, tables, at)
     customers = np.flatnonzero(snapshot.data["customer"].active.numpy())
     scores = predict(loaded.model, snapshot, customers, loaded.task, loaded.config)
     table = _score_table(loaded, snapshot, customers, scores, at)
@@ -118,6 +112,12 @@ def score_customers(
     return ScoreSummary(
         loaded.task.name, loaded.card.version, at, total, time.perf_counter() - started
     )
+
+
+def _scoring_snapshot(loaded: LoadedModel, tables: GraphTables, at: datetime) -> Snapshot:
+    """The graph as of ``at`` in the model's feature schema (no labels: the future)."""
+    horizon = timedelta(days=loaded.config.horizon_days)
+    return build_snapshot(tables, at, horizon, loaded.card.schema, require_labels=False)
 
 
 def _score_table(
@@ -176,13 +176,7 @@ class Predictor:
         tables = neighbourhood_tables(self.store, customer_id)
         _, last = tables.span()
         at = max(loaded.card.data_cutoff, datetime.fromtimestamp(last + 1, UTC))
-        snapshot = build_snapshot(
-            tables,
-            at,
-            timedelta(days=loaded.config.horizon_days),
-            loaded.card.schema,
-            require_labels=False,
-        )
+        snapshot = _scoring_snapshot(loaded, tables, at)
         node = int(snapshot.customer_index([customer_id])[0])
         if node < 0:
             raise InvalidInput(f"customer {customer_id!r} has no touchpoints to predict from")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from graph.errors import InvalidInput
 from models._tables import GraphTables
 from models.baseline import Baseline
 from models.export import DAY, Snapshot, build_snapshot
@@ -46,15 +47,18 @@ class TrainConfig:
     layers: int = 2
     fanouts: tuple[int, ...] = (10, 5)
     batch_size: int = 1024
-    epochs: int = 8
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-5
-    dropout: float = 0.2
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.4
     seed: int = 7
     k: int = 5
     ranking: Ranking = "revenue"
     device: DeviceName = "auto"
     validation_share: float = 0.1
+    windows: int = 2
+    """Training snapshots, one horizon apart, ending at the training cutoff: more windows,
+    more labelled examples (and one more snapshot per epoch to train on)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -129,14 +133,15 @@ def train_run(
     holdout = build_snapshot(tables, holdout_cutoff, horizon, train_snapshot.schema)
     task.check_labels(train_snapshot.data, "training")
     task.check_labels(holdout.data, "hold-out")
+    snapshots = [train_snapshot, *_earlier_windows(tables, task, config, train_snapshot)]
     seconds = {"snapshots": time.perf_counter() - started}
 
-    validation = _validation_split(train_snapshot.data, config)
+    validations = [_validation_split(snapshot.data, config) for snapshot in snapshots]
     started = time.perf_counter()
-    model, best_epoch = fit_gnn(train_snapshot, task, config, validation, on_epoch)
+    model, best_epoch = fit_gnn(snapshots, task, config, validations, on_epoch)
     seconds["gnn"] = time.perf_counter() - started
     started = time.perf_counter()
-    baseline = Baseline.fit(task, train_snapshot, validation, config.seed)
+    baseline = Baseline.fit(task, snapshots, validations, config.seed)
     seconds["baseline"] = time.perf_counter() - started
 
     customers = np.flatnonzero(task.labelled(holdout.data).numpy())
@@ -166,6 +171,26 @@ def train_run(
     )
 
 
+def _earlier_windows(
+    tables: GraphTables, task: Task, config: TrainConfig, latest: Snapshot
+) -> list[Snapshot]:
+    """Training snapshots before the latest one, while the data reaches back far enough."""
+    horizon = timedelta(days=config.horizon_days)
+    first, _ = tables.span()
+    earlier = []
+    for step in range(1, config.windows):
+        cutoff = latest.cutoff - step * horizon
+        if cutoff.timestamp() <= first:
+            break
+        snapshot = build_snapshot(tables, cutoff, horizon, latest.schema)
+        try:
+            task.check_labels(snapshot.data, "training")
+        except InvalidInput:
+            break  # the data holds no outcomes that far back
+        earlier.append(snapshot)
+    return earlier
+
+
 def build_model(snapshot: Snapshot, task: Task, config: TrainConfig) -> JourneyGNN:
     """An untrained ``JourneyGNN`` shaped for the snapshot's node and edge types."""
     data = snapshot.data
@@ -180,30 +205,32 @@ def build_model(snapshot: Snapshot, task: Task, config: TrainConfig) -> JourneyG
 
 
 def fit_gnn(
-    snapshot: Snapshot,
+    snapshots: Sequence[Snapshot],
     task: Task,
     config: TrainConfig,
-    validation: NDArray[np.bool_],
+    validations: Sequence[NDArray[np.bool_]],
     on_epoch: EpochCallback | None = None,
 ) -> tuple[JourneyGNN, int]:
     """Train ``epochs`` epochs; return the model of the best validation epoch.
 
-    Seeded by ``config.seed`` (starting weights, dropout, sampling), without touching
-    the caller's global random state.
+    Each epoch goes through every training snapshot (``snapshots[0]`` the latest, whose
+    held-back customers pick the best epoch). Seeded by ``config.seed`` (starting
+    weights, dropout, sampling), without touching the caller's global random state.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return _fit_gnn(snapshot, task, config, validation, on_epoch)
+        return _fit_gnn(snapshots, task, config, validations, on_epoch)
 
 
 def _fit_gnn(
-    snapshot: Snapshot,
+    snapshots: Sequence[Snapshot],
     task: Task,
     config: TrainConfig,
-    validation: NDArray[np.bool_],
+    validations: Sequence[NDArray[np.bool_]],
     on_epoch: EpochCallback | None,
 ) -> tuple[JourneyGNN, int]:
     device = pick_device(config.device)
+    snapshot = snapshots[0]
     data = snapshot.data
     model = build_model(snapshot, task, config)
     model.fit_scalers({kind: data[kind].x for kind in data.node_types})
@@ -215,13 +242,19 @@ def _fit_gnn(
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    labelled = task.labelled(data).numpy()
-    seeds = torch.from_numpy(np.flatnonzero(labelled & ~validation))
-    held = np.flatnonzero(labelled & validation)
+    seeds = [
+        torch.from_numpy(np.flatnonzero(task.labelled(window.data).numpy() & ~held_back))
+        for window, held_back in zip(snapshots, validations, strict=True)
+    ]
+    held = np.flatnonzero(task.labelled(data).numpy() & validations[0])
     best: tuple[float, int, dict[str, Tensor]] | None = None
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        loss = train(model, snapshot, seeds, task, config, optimiser, device, epoch)
+        losses = [
+            train(model, window, window_seeds, task, config, optimiser, device, epoch)
+            for window, window_seeds in zip(snapshots, seeds, strict=True)
+        ]
+        loss = float(np.average(losses, weights=[len(s) for s in seeds]))
         metric = _validation_metric(model, snapshot, held, task, config)
         if best is None or _better(metric, best[0], task):
             best = (metric, epoch, copy.deepcopy(model.state_dict()))

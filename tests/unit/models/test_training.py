@@ -180,8 +180,8 @@ def test_fit_gnn_is_deterministic_for_a_seed(planted: Planted) -> None:
     snapshot = build_snapshot(tables, plant.train_cutoff, timedelta(days=plant.horizon_days))
     validation = np.random.default_rng(0).random(snapshot.data["customer"].num_nodes) < 0.1
     config = replace(CONFIG, epochs=1)
-    one, _ = fit_gnn(snapshot, TASKS["churn"], config, validation)
-    two, _ = fit_gnn(snapshot, TASKS["churn"], config, validation)
+    one, _ = fit_gnn([snapshot], TASKS["churn"], config, [validation])
+    two, _ = fit_gnn([snapshot], TASKS["churn"], config, [validation])
     for name, weights in one.state_dict().items():
         assert torch.equal(weights, two.state_dict()[name]), name
 
