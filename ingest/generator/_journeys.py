@@ -88,7 +88,7 @@ class Parameters:
     dissatisfaction_slope: float = 1.0
     loyalty_slope: float = 0.8
     """Weight of the unobserved loyalty (standard normal) against leaving."""
-    household_churn_logit: float = 1.0
+    household_churn_logit: float = 2.0
     """Added to the logit once another member of the household has left (relational)."""
     short_tenure_logit: float = 0.4
     retained_logit: float = -1.6

@@ -48,7 +48,7 @@ from ingest.generator._truth import (
 from ingest.touchpoint import Touchpoint
 
 GENERATOR: Final = "journeygraph.generator"
-GENERATOR_VERSION: Final = "1.1.0"
+GENERATOR_VERSION: Final = "1.2.0"
 """Bumped whenever the same seed would give different bytes."""
 CHUNK_SIZE: Final = 10_000
 """Customers per chunk; part of the output's identity (record ids carry the chunk)."""
