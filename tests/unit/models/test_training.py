@@ -25,6 +25,7 @@ from models.tasks import TASKS, get_task
 from models.training import (
     TrainConfig,
     TrainingRun,
+    _earlier_windows,
     evaluate,
     fit_gnn,
     holdout_cutoffs,
@@ -34,7 +35,15 @@ from models.training import (
 from tests.unit.models._graphs import PlantedChurn
 
 CONFIG = TrainConfig(
-    horizon_days=30, hidden=16, fanouts=(5, 5), batch_size=64, epochs=10, device="cpu"
+    horizon_days=30,
+    hidden=16,
+    fanouts=(5, 5),
+    batch_size=64,
+    epochs=10,
+    learning_rate=3e-3,
+    dropout=0.2,
+    windows=1,
+    device="cpu",
 )
 """Small and quick: a few hundred customers train in a second or two on one CPU thread."""
 
@@ -130,6 +139,25 @@ def test_the_gnn_learns_the_household_signal(churn_run: TrainingRun) -> None:
     gnn, baseline = churn_run.metrics["gnn"], churn_run.metrics["baseline"]
     assert gnn["auroc"] > 0.8, churn_run.metrics
     assert gnn["auroc"] > baseline["auroc"] + 0.15, churn_run.metrics
+
+
+def test_earlier_label_windows_add_training_snapshots(
+    planted: Planted, churn_run: TrainingRun
+) -> None:
+    tables, _ = planted
+    latest = churn_run.snapshot
+    assert latest is not None
+    config = replace(CONFIG, windows=3)
+    earlier = _earlier_windows(tables, TASKS["churn"], config, latest)
+    horizon = timedelta(days=CONFIG.horizon_days)
+    # Windows go back one horizon at a time, in the latest's schema, while outcomes exist.
+    assert [window.cutoff for window in earlier] == [
+        latest.cutoff - step * horizon for step in range(1, len(earlier) + 1)
+    ]
+    assert all(window.schema == latest.schema for window in earlier)
+    assert _earlier_windows(tables, TASKS["churn"], CONFIG, latest) == []
+    run = train_run(tables, TASKS["churn"], replace(config, epochs=2))
+    assert run.metrics["gnn"]["customers"] == churn_run.metrics["gnn"]["customers"]
 
 
 def test_train_run_is_deterministic_for_a_seed(planted: Planted, churn_run: TrainingRun) -> None:
