@@ -42,7 +42,9 @@ def test_load_demo_then_status(data_dir: Path) -> None:
 
 def test_ingest_then_evaluate_against_the_truth(data_dir: Path, tmp_path: Path) -> None:
     world = tmp_path / "world"
-    assert runner.invoke(app, ["generate", "--customers", "200", "--out", str(world)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["generate", "--customers", "200", "--out", str(world)]).exit_code == 0
+    )
     for source in ("crm", "retail", "care", "clickstream", "network", "billing"):
         ingested = runner.invoke(app, ["ingest", str(world), "--source", source, "--json"])
         assert ingested.exit_code == 0, ingested.output
