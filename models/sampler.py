@@ -15,7 +15,8 @@ training epoch) draws a new one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -93,18 +94,41 @@ class NeighbourSampler(BaseSampler):  # type: ignore[misc]
         """Sample the neighbourhood of ``index.node`` (of type ``index.input_type``)."""
         if index.input_type is None:
             raise ValueError("NeighbourSampler samples heterogeneous graphs: give an input type")
-        return self.sample(index.input_type, index.node, index.input_id)
+        _, out = self.sample({index.input_type: index.node})
+        return out(metadata=(index.input_id, None))
+
+    def sample_from_edges(
+        self, index: EdgeSamplerInput, neg_sampling: Any = None
+    ) -> HeteroSamplerOutput:
+        """Sample the neighbourhoods of both ends of the seed links (``LinkLoader``).
+
+        The seed links come labelled (positives and negatives alike), as for a
+        ``LinkNeighborLoader`` without ``neg_sampling``; drawing negatives is the caller's.
+        """
+        if neg_sampling is not None:
+            raise ValueError("NeighbourSampler takes labelled seed links; give negatives as links")
+        if index.input_type is None:
+            raise ValueError("NeighbourSampler samples heterogeneous graphs: give an edge type")
+        source_type, _, target_type = index.input_type
+        if source_type == target_type:
+            seeds = {source_type: torch.cat([index.row, index.col])}
+        else:
+            seeds = {source_type: index.row, target_type: index.col}
+        nodes, out = self.sample(seeds)
+        label_index = torch.stack(
+            [nodes.local(source_type, index.row), nodes.local(target_type, index.col)]
+        )
+        return out(metadata=(index.input_id, label_index, index.label, None))
 
     def sample(
-        self,
-        seed_type: str,
-        seeds: Tensor,
-        input_id: Tensor | None = None,
-    ) -> HeteroSamplerOutput:
-        """The sampled subgraph around ``seeds``, seeds first in their type's node list."""
+        self, seeds: dict[str, Tensor]
+    ) -> tuple[_NodeSet, Callable[..., HeteroSamplerOutput]]:
+        """The sampled subgraph around ``seeds``, seeds first in their type's node list.
+
+        Returns the node set (global-to-local maps) and the output, less its metadata.
+        """
         nodes = _NodeSet(self.num_nodes)
-        nodes.add(seed_type, seeds)
-        frontier = {seed_type: seeds}
+        frontier = {kind: nodes.add(kind, ids) for kind, ids in seeds.items()}
         rows: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.adjacency}
         cols: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.adjacency}
         edges: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.adjacency}
@@ -122,18 +146,14 @@ class NeighbourSampler(BaseSampler):  # type: ignore[misc]
                 cols[edge_type].append(nodes.local(target_type, targets[owner]))
                 edges[edge_type].append(edge)
             frontier = {kind: torch.cat(parts) for kind, parts in reached.items()}
-        return HeteroSamplerOutput(
+        return nodes, partial(
+            HeteroSamplerOutput,
             node=nodes.as_dict(),
             row=_cat(rows),
             col=_cat(cols),
             edge=_cat(edges),
             batch=None,
-            metadata=(input_id, None),
         )
-
-    def sample_from_edges(self, index: EdgeSamplerInput, neg_sampling: Any = None) -> Any:
-        """Not used: offers are few, so next-best-offer scores every offer per customer."""
-        raise NotImplementedError("NeighbourSampler samples from nodes only")
 
 
 class _NodeSet:

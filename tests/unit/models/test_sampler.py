@@ -16,7 +16,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import HeteroData
-from torch_geometric.sampler import HeteroSamplerOutput, NodeSamplerInput
+from torch_geometric.loader import LinkLoader
+from torch_geometric.sampler import HeteroSamplerOutput, NegativeSampling, NodeSamplerInput
 
 from models.sampler import NeighbourSampler, neighbour_loader
 
@@ -273,3 +274,38 @@ def test_the_loader_is_repeatable_for_a_seed() -> None:
     first, again, other = run(1), run(1), run(2)
     assert len(first) == len(again) and all(map(torch.equal, first, again))
     assert len(first) != len(other) or not all(map(torch.equal, first, other))
+
+
+def test_link_loader_samples_both_ends_of_labelled_links() -> None:
+    data = loader_graph()
+    at = data["customer", "at", "cell"].edge_index
+    labels = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    loader = LinkLoader(
+        data,
+        link_sampler=NeighbourSampler(data, [3, 2], seed=5),
+        edge_label_index=(("customer", "at", "cell"), at[:, :6]),
+        edge_label=labels,
+        batch_size=4,
+    )
+    seen = []
+    for batch in loader:
+        link = batch["customer", "at", "cell"]
+        customers = batch["customer"].n_id[link.edge_label_index[0]]
+        cells = batch["cell"].n_id[link.edge_label_index[1]]
+        seen += list(zip(customers.tolist(), cells.tolist(), link.edge_label.tolist(), strict=True))
+    assert seen == list(zip(at[0, :6].tolist(), at[1, :6].tolist(), labels.tolist(), strict=True))
+
+
+def test_link_sampling_refuses_to_draw_negatives() -> None:
+    data = loader_graph()
+    with pytest.raises(ValueError, match="labelled seed links"):
+        LinkLoader(
+            data,
+            link_sampler=NeighbourSampler(data, [3], seed=5),
+            edge_label_index=(
+                ("customer", "at", "cell"),
+                data["customer", "at", "cell"].edge_index,
+            ),
+            neg_sampling=NegativeSampling("binary"),
+            batch_size=4,
+        ).__iter__().__next__()
