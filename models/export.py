@@ -185,18 +185,21 @@ class _SnapshotBuilder:
         features = self._customer_features()
         cells, cell_features, at_cell = self._cells()
         devices, uses = self._devices()
-        offer_features = self._offer_features()
+        categories = (
+            self.schema_in.categories
+            if self.schema_in
+            else tuple(self.offers["category"].cat.categories)
+        )
+        offer_features = self._offer_features(categories)
         schema = self.schema_in or FeatureSchema(
             customer=tuple(features.columns),
             cell=tuple(cell_features.columns),
             offer=tuple(offer_features.columns),
-            categories=tuple(sorted(self.offers["category"].unique())),
+            categories=categories,
         )
         features = features.reindex(columns=list(schema.customer), fill_value=0.0)
         cell_features = cell_features.reindex(columns=list(schema.cell), fill_value=0.0)
-        offer_features = self._offer_features(schema.categories).reindex(
-            columns=list(schema.offer), fill_value=0.0
-        )
+        offer_features = offer_features.reindex(columns=list(schema.offer), fill_value=0.0)
         data["customer"].x = _tensor(features.to_numpy())
         data["customer"].active = torch.from_numpy(~self._had(self._codes(CHURN_EVENTS)))
         data["cell"].x = _tensor(cell_features.to_numpy())
@@ -339,7 +342,7 @@ class _SnapshotBuilder:
         pairs = np.stack([self.node_of[self.tables.customer[mask]], offer[mask]])
         return np.unique(pairs, axis=1).astype(np.int64)
 
-    def _offer_features(self, categories: tuple[str, ...] | None = None) -> pd.DataFrame:
+    def _offer_features(self, categories: tuple[str, ...]) -> pd.DataFrame:
         offers = self.offers
         columns: dict[str, NDArray[Any]] = {
             "margin": np.log1p(offers["margin_gbp"].to_numpy(np.float64)),
@@ -348,7 +351,7 @@ class _SnapshotBuilder:
         }
         for kind in OFFER_KINDS:
             columns[f"kind:{kind}"] = (offers["kind"] == kind).to_numpy(np.float64)
-        for category in categories or tuple(offers["category"].cat.categories):
+        for category in categories:
             columns[f"category:{category}"] = (offers["category"] == category).to_numpy(np.float64)
         return pd.DataFrame(columns)
 

@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,8 +62,6 @@ class ModelCard:
     @property
     def data_cutoff(self) -> datetime:
         """The last instant whose data the run read (the hold-out's label window end)."""
-        from datetime import timedelta
-
         return self.holdout_cutoff + timedelta(days=self.horizon_days)
 
     def to_dict(self) -> dict[str, Any]:

@@ -145,17 +145,11 @@ def train_run(
     seconds["baseline"] = time.perf_counter() - started
 
     customers = np.flatnonzero(task.labelled(holdout.data).numpy())
-    truth = holdout.data["customer"][task.label].numpy()[customers]
-    margin = holdout.offer_margin
-    gnn_scores = predict(model, holdout, customers, task, config)
-    baseline_scores = baseline.predict(holdout, customers)
-    if task.kind == "ranking":
-        launched = holdout.data["offer"].launched.numpy()
-        gnn_scores, baseline_scores = gnn_scores[:, launched], baseline_scores[:, launched]
-        truth, margin = truth[:, launched], margin[launched]
     metrics = {
-        name: task.evaluate(truth, scores, margin, config.k, config.ranking)
-        for name, scores in (("gnn", gnn_scores), ("baseline", baseline_scores))
+        "gnn": _judge(
+            holdout, customers, predict(model, holdout, customers, task, config), task, config
+        ),
+        "baseline": _judge(holdout, customers, baseline.predict(holdout, customers), task, config),
     }
     return TrainingRun(
         task=task,
@@ -255,7 +249,8 @@ def _fit_gnn(
             for window, window_seeds in zip(snapshots, seeds, strict=True)
         ]
         loss = float(np.average(losses, weights=[len(s) for s in seeds]))
-        metric = _validation_metric(model, snapshot, held, task, config)
+        scores = predict(model, snapshot, held, task, config)
+        metric = _judge(snapshot, held, scores, task, config)[task.metric]
         if best is None or _better(metric, best[0], task):
             best = (metric, epoch, copy.deepcopy(model.state_dict()))
         if on_epoch is not None:
@@ -345,33 +340,25 @@ def evaluate(
 ) -> dict[str, float]:
     """The task's metrics of ``model`` on every labelled customer of ``snapshot``."""
     customers = np.flatnonzero(task.labelled(snapshot.data).numpy())
-    return _metrics(model, snapshot, customers, task, config)
+    return _judge(
+        snapshot, customers, predict(model, snapshot, customers, task, config), task, config
+    )
 
 
-def _metrics(
-    model: JourneyGNN,
+def _judge(
     snapshot: Snapshot,
     customers: NDArray[np.int64],
+    scores: NDArray[np.float64],
     task: Task,
     config: TrainConfig,
 ) -> dict[str, float]:
-    scores = predict(model, snapshot, customers, task, config)
+    """The task's metrics of ``scores`` for ``customers`` (NBO: launched offers only)."""
     truth = snapshot.data["customer"][task.label].numpy()[customers]
     margin = snapshot.offer_margin
     if task.kind == "ranking":
         launched = snapshot.data["offer"].launched.numpy()
         scores, truth, margin = scores[:, launched], truth[:, launched], margin[launched]
     return task.evaluate(truth, scores, margin, config.k, config.ranking)
-
-
-def _validation_metric(
-    model: JourneyGNN,
-    snapshot: Snapshot,
-    held: NDArray[np.int64],
-    task: Task,
-    config: TrainConfig,
-) -> float:
-    return _metrics(model, snapshot, held, task, config)[task.metric]
 
 
 def _loss(out: Tensor, labels: Tensor, task: Task, launched: Tensor) -> Tensor:

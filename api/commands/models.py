@@ -205,6 +205,7 @@ def predict(
     as_json: JsonFlag = False,
 ) -> None:
     """Score one customer now from their neighbourhood (works for customers new since training)."""
+    from api.schemas import PredictionOut
     from journeys.customer360 import canonical_customer_id
     from models.scoring import Predictor
 
@@ -216,22 +217,7 @@ def predict(
             )
     except JourneyGraphError as error:
         raise fail(error) from error
-    result: dict[str, Any] = {
-        "customer_id": prediction.customer_id,
-        "task": prediction.task,
-        "model_version": prediction.model_version,
-        "score": prediction.score,
-    }
-    if prediction.offers:
-        result["offers"] = [
-            {
-                "offer_id": offer.offer_id,
-                "probability": offer.probability,
-                "margin_gbp": offer.margin_gbp,
-                "expected_revenue": offer.expected_revenue,
-            }
-            for offer in prediction.offers
-        ]
+    result = PredictionOut.of(prediction).model_dump(exclude_defaults=True)
     if as_json:
         print_json(result)
         return
