@@ -6,11 +6,13 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api import widgets
 from api.bootstrap import (
     open_frequency_analyzer,
+    open_guard,
     open_ingestor,
     open_kpi_runner,
     open_milestones,
@@ -21,7 +23,9 @@ from api.bootstrap import (
     open_timelines,
 )
 from api.errors import install_error_handlers
+from api.middleware import BodyLimit, RequestContext, install_request_id_logging
 from api.routes import (
+    admin,
     cells,
     customers,
     engagement,
@@ -29,10 +33,12 @@ from api.routes import (
     health,
     journeys,
     kpis,
+    metrics,
     milestones,
     models,
     similarity,
 )
+from api.security import require
 from api.settings import Settings, get_settings
 from graph import GraphStore
 from ingest.pipeline import PushIngestor
@@ -48,6 +54,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
+        app.state.guard = open_guard(resolved)
         app.state.store = store if store is not None else open_store(resolved)
         app.state.ingestor = PushIngestor(open_ingestor(resolved, app.state.store))
         app.state.timelines = open_timelines(resolved)
@@ -69,6 +76,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
             if scheduler is not None:
                 scheduler.stop()
             app.state.ingestor.close()
+            app.state.guard.keys.close()
             if owned:
                 app.state.store.close()
 
@@ -80,15 +88,33 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     )
     app.dependency_overrides[get_settings] = lambda: resolved
     install_error_handlers(app)
+    install_request_id_logging()
+    # Outermost first on the way in: every request gets an id before anything can refuse it.
+    app.add_middleware(BodyLimit, max_bytes=resolved.max_body_bytes, timeout=resolved.body_timeout)
+    if resolved.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=resolved.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContext)
+    read, ingest, admin_only = ([Depends(require(scope))] for scope in ("read", "ingest", "admin"))
     app.include_router(health.router)
-    app.include_router(customers.router, prefix=API_PREFIX)
-    app.include_router(events.router, prefix=API_PREFIX)
-    app.include_router(journeys.router, prefix=API_PREFIX)
-    app.include_router(similarity.router, prefix=API_PREFIX)
-    app.include_router(kpis.router, prefix=API_PREFIX)
-    app.include_router(milestones.router, prefix=API_PREFIX)
-    app.include_router(engagement.router, prefix=API_PREFIX)
-    app.include_router(cells.router, prefix=API_PREFIX)
-    app.include_router(models.router, prefix=API_PREFIX)
+    app.include_router(metrics.router, dependencies=read)
+    for router in (
+        customers.router,
+        journeys.router,
+        similarity.router,
+        kpis.router,
+        milestones.router,
+        cells.router,
+        models.router,
+    ):
+        app.include_router(router, prefix=API_PREFIX, dependencies=read)
+    app.include_router(events.router, prefix=API_PREFIX, dependencies=ingest)
+    app.include_router(engagement.router, prefix=API_PREFIX, dependencies=ingest)
+    app.include_router(admin.router, prefix=API_PREFIX, dependencies=admin_only)
     app.include_router(widgets.router)
     return app

@@ -18,6 +18,7 @@ from graph import EmbeddedStore, GraphStore
 from ingest.lake import Lake
 
 if TYPE_CHECKING:
+    from api.security import Guard, KeyStore
     from engage._recording import TouchpointPusher
     from engage.cells import CellSentimentRunner
     from engage.channels import Channel
@@ -56,6 +57,24 @@ def open_store(settings: Settings) -> GraphStore:
         )
         return remote
     return EmbeddedStore(settings.embedded_path, durability=settings.durability)
+
+
+def open_key_store(settings: Settings) -> KeyStore:
+    """The API keys, hashed with the settings' secret."""
+    from api.security import KeyStore
+
+    return KeyStore(settings.keys_path, settings.secret_key.get_secret_value())
+
+
+def open_guard(settings: Settings) -> Guard:
+    """Credentials checking for the HTTP app: keys, embed token secret, rate limits."""
+    from api.security import Guard, RateLimiter
+
+    return Guard(
+        open_key_store(settings),
+        settings.secret_key.get_secret_value(),
+        RateLimiter(settings.rate_limit, settings.rate_burst),
+    )
 
 
 def open_ingestor(settings: Settings, store: GraphStore) -> Ingestor:

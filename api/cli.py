@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from api.bootstrap import open_store
-from api.commands import engage, journeys, kpis, milestones, models, offers
+from api.commands import engage, journeys, keys, kpis, milestones, models, offers
 from api.commands._output import (
     JsonFlag,
     console,
@@ -42,6 +45,7 @@ app.command("kpis")(kpis.kpis)
 app.add_typer(milestones.app, name="milestones")
 app.add_typer(engage.app, name="engage")
 app.add_typer(offers.app, name="offers")
+app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
 app.command("train")(models.train)
 app.command("score")(models.score)
@@ -151,8 +155,51 @@ def serve(
             else:
                 console.print(f"store already holds {store.count('Customer'):,} customers")
     bind_host, bind_port = host or settings.host, port or settings.port
-    console.print(f"serving on http://{bind_host}:{bind_port} (API docs at /docs)")
-    uvicorn.run("api.app:create_app", factory=True, host=bind_host, port=bind_port, workers=workers)
+    base = f"http://{bind_host}:{bind_port}"
+    if demo and settings.mode == "development":
+        console.print(f"demo API key (admin): {_demo_key(settings)}")
+    console.print(f"serving on {base}: dashboard at {base}/dashboard, API docs at {base}/docs")
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # One /metrics answer for all workers: each writes its samples to files here.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="journeygraph-metrics-")
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        access_log=False,
+        log_config=_log_config(),
+    )
+
+
+def _demo_key(settings: Settings) -> str:
+    """The demo's admin key: made on the first demo run, kept in <data_dir>/demo-api-key.txt."""
+    from api.bootstrap import open_key_store
+
+    saved = settings.data_dir / "demo-api-key.txt"
+    with open_key_store(settings) as keys:
+        if saved.exists():
+            key = saved.read_text(encoding="utf-8").strip()
+            try:
+                keys.verify(key)
+                return key
+            except JourneyGraphError:
+                pass
+        _, key = keys.create("demo", ["admin"])
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(key + "\n", encoding="utf-8")
+    saved.chmod(0o600)
+    return key
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus journeygraph's access lines (with request ids) at INFO."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["journeygraph"] = {"handlers": ["default"], "level": "INFO"}
+    return config
 
 
 @app.command()

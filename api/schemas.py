@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.security import ApiKey, Scope
 from engage.feedback import MAX_ENGAGEMENT_ID, MAX_FEEDBACK_TEXT
 from graph import Vertex
 from ingest.frame import QuarantinedRow
@@ -221,3 +222,65 @@ class ScoresOut(BaseModel):
 
     customer_id: str
     scores: dict[str, dict[str, Any]]
+
+
+class KeyOut(BaseModel):
+    """An API key as stored: never the key itself."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        """Build from the stored record."""
+        return cls(
+            id=key.id,
+            name=key.name,
+            scopes=sorted(key.scopes),
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class KeyIn(BaseModel):
+    """A key to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, examples=["crm-sync"])
+    scopes: list[Scope] = Field(min_length=1, examples=[["read"]])
+
+
+class KeyCreated(KeyOut):
+    """A new key, with the key itself: shown this once, stored only hashed."""
+
+    key: str
+
+
+class EmbedTokenIn(BaseModel):
+    """An embed token to sign: one widget, with parameters the holder cannot change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    widget: str = Field(min_length=1, max_length=64, examples=["customer-timeline"])
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="locked parameters, e.g. customer_id",
+        examples=[{"customer_id": "cust:P0000001"}],
+    )
+    ttl_seconds: int = Field(default=86_400, ge=1, le=366 * 86_400)
+
+
+class EmbedTokenOut(BaseModel):
+    """A signed embed token and the widget URL (relative to the service) that uses it."""
+
+    token: str
+    url: str
+    widget: str
+    params: dict[str, str]
+    expires_at: datetime
+    key_id: str

@@ -45,6 +45,25 @@ class Settings(BaseSettings):
     neptune_iam: bool = Field(default=False, description="sign Neptune requests with SigV4")
     aws_region: str | None = None
 
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser, e.g. "
+        '["https://crm.example.com"]; none by default (widgets in iframes need none: '
+        "they call their own origin)",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, le=1024**3, description="larger request bodies get 413"
+    )
+    body_timeout: float = Field(
+        default=15.0, gt=0, le=600, description="seconds a client has to send its body (then 408)"
+    )
+    rate_limit: float = Field(
+        default=1000.0,
+        gt=0,
+        description="requests a second per API key and worker process, on average",
+    )
+    rate_burst: int = Field(default=2000, ge=1, description="requests a key may send at once")
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     demo_customers: int = Field(default=2000, ge=1, le=5_000_000)
@@ -142,6 +161,11 @@ class Settings(BaseSettings):
         return self.store_path or self.data_dir / "journeygraph.db"
 
     @property
+    def keys_path(self) -> Path:
+        """The API key database."""
+        return self.data_dir / "keys.db"
+
+    @property
     def ingest_path(self) -> Path:
         """The ingest working folder."""
         return self.ingest_dir or self.data_dir / "ingest"
@@ -173,6 +197,10 @@ class Settings(BaseSettings):
                 "JOURNEYGRAPH_SECRET_KEY is the built-in development secret; set a random "
                 "secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
                 "before running in production mode"
+            )
+        if self.mode == "production" and "*" in self.cors_origins:
+            raise ValueError(
+                "JOURNEYGRAPH_CORS_ORIGINS contains '*'; list the dashboard's origins instead"
             )
 
 

@@ -13,6 +13,14 @@ never have to know which backend they talk to::
      |    +-- UnknownVertex      an edge endpoint or a looked-up vertex is missing
      |    +-- UnknownCustomer    a customer id that is not in the graph
      +-- Conflict                the request clashes with what is recorded (HTTP 409)
+ +-- Unauthorized            no credentials, or an unknown or revoked API key (HTTP 401)
+ |    +-- InvalidToken       an embed token that is malformed or was tampered with
+ |         +-- ExpiredToken  an embed token past its expiry
+ +-- Forbidden               the credentials do not allow this (HTTP 403)
+ +-- RateLimited             the key sent more requests than its rate allows (HTTP 429)
+ +-- RequestRejected         the HTTP request itself is unacceptable
+ |    +-- PayloadTooLarge    a body over the size limit (HTTP 413)
+ |    +-- RequestTimeout     a client that sent its body too slowly (HTTP 408)
      +-- GraphError              the graph store failed (HTTP 503 / 504)
           +-- GraphUnavailable   the store cannot be reached or dropped the connection
           +-- QueryTimeout       the store did not answer in time
@@ -90,6 +98,54 @@ class Conflict(JourneyGraphError):
     """The request clashes with what is already recorded (an answer given twice)."""
 
     code = "conflict"
+
+
+class Unauthorized(JourneyGraphError):
+    """No credentials were sent, or they name no active API key."""
+
+    code = "unauthorized"
+
+
+class InvalidToken(Unauthorized):
+    """An embed token that is malformed, was tampered with or whose key was revoked."""
+
+    code = "invalid_token"
+
+
+class ExpiredToken(InvalidToken):
+    """An embed token past its expiry."""
+
+    code = "expired_token"
+
+
+class Forbidden(JourneyGraphError):
+    """The credentials are valid but do not allow this request."""
+
+    code = "forbidden"
+
+
+class RateLimited(JourneyGraphError):
+    """The key sent more requests than its rate allows; ``details`` says when to retry."""
+
+    code = "rate_limited"
+
+
+class RequestRejected(JourneyGraphError):
+    """The HTTP request itself is unacceptable (too large, too slow)."""
+
+    code = "request_rejected"
+
+
+class PayloadTooLarge(RequestRejected):
+    """A request body over the configured size limit."""
+
+    code = "payload_too_large"
+
+
+class RequestTimeout(RequestRejected):
+    """A client that did not send its whole body within the configured time."""
+
+    code = "request_timeout"
 
 
 class GraphError(JourneyGraphError):

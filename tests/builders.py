@@ -86,3 +86,10 @@ def push_journey(client: Any, customer: str, events: list[str]) -> None:
     }
     response = client.post("/api/v1/events", json=body)
     assert response.status_code == 200, response.text
+
+
+def with_key(client: Any, *scopes: str) -> Any:
+    """A started ``TestClient`` that sends a new API key (admin unless ``scopes`` say)."""
+    _, key = client.app.state.guard.keys.create("tests", list(scopes) or ["admin"])
+    client.headers["X-API-Key"] = key
+    return client

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from graph import EmbeddedStore
-from tests.builders import alice_and_bob
+from tests.builders import alice_and_bob, with_key
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     alice_and_bob(store)
     app = create_app(Settings(data_dir=tmp_path), store=store)
     with TestClient(app) as test_client:
-        yield test_client
+        yield with_key(test_client)
     store.close()
 
 

@@ -23,6 +23,7 @@ from api.settings import Settings
 from engage._db import open_engage_db, transaction
 from engage.cells import ensure_schema, record_incidents
 from engage.model import Engagement, Incident, dedupe_key, engagement_id
+from tests.builders import with_key
 
 T0 = datetime(2024, 6, 3, 18, 0, tzinfo=UTC)
 ANN = "+447700900001"
@@ -66,6 +67,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
     app.dependency_overrides[get_feedback] = feedback
     with TestClient(app) as test_client:
+        with_key(test_client)
         login = {
             "event_id": "app-1",
             "source": "app",
@@ -196,6 +198,7 @@ def test_the_apps_own_wiring_finds_engagements_in_the_queue(tmp_path: Path) -> N
     EngagementQueue(connection).enqueue(connection, [ANN_FIRST])
     connection.close()
     with TestClient(create_app(settings)) as test_client:
+        with_key(test_client)
         result = answer(test_client, ANN_FIRST, 2)
         assert result["status"] == 200, result
         assert result["after"] == pytest.approx(-0.15) and result["cells"] == ["C7", "C2"]

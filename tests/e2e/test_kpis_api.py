@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from tests.builders import with_key
 from tests.unit.journeys.test_kpis_lake import write_reaches
 
 
@@ -43,6 +44,7 @@ EVENTS = [
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(data_dir=tmp_path))) as test_client:
+        with_key(test_client)
         response = test_client.post("/api/v1/events", json={"events": EVENTS})
         assert response.status_code == 200, response.text
         yield test_client

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from tests.builders import with_key
 
 
 def _call(
@@ -34,6 +35,7 @@ def _call(
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(data_dir=tmp_path))) as test_client:
+        with_key(test_client)
         events = [_call(1, 1), _call(2, 3), _call(3, 6), _call(4, 7, "csat_response", csat=1)]
         assert test_client.post("/api/v1/events", json={"events": events}).status_code == 200
         yield test_client

@@ -14,6 +14,7 @@ from api.app import create_app
 from api.cli import app
 from api.settings import Settings, get_settings
 from graph.embedded import EmbeddedStore
+from tests.builders import with_key
 
 runner = CliRunner()
 CUSTOMERS = 1500
@@ -49,7 +50,7 @@ def cli(trained: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def client(trained: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(data_dir=trained))) as test_client:
-        yield test_client
+        yield with_key(test_client)
 
 
 def _a_scored_customer(data_dir: Path) -> str:
