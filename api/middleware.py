@@ -82,8 +82,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            template = _route_template(scope)
             method = scope["method"]
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(method, template).observe(elapsed)
@@ -167,6 +166,20 @@ class BodyLimit:
             )
         response = JSONResponse(body, status_code=status, headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path with its parameters as ``{name}`` (a metrics label: the raw
+    path would make one time series per customer)."""
+    if scope.get("endpoint") is None:
+        return "<unmatched>"
+    rest, tail = scope["path"], ""
+    for name, value in reversed(list(scope.get("path_params", {}).items())):
+        head, found, after = rest.rpartition(f"/{value}")
+        if not found:
+            return "<unmatched>"
+        rest, tail = head, f"/{{{name}}}{after}{tail}"
+    return str(rest + tail)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

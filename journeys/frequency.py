@@ -34,6 +34,8 @@ step or a link. ``VariantQuery`` counts whole timelines (process-mining variants
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -203,18 +205,46 @@ class FrequencyAnalyzer:
     """Runs frequency and variant queries over the current timelines.
 
     ``timelines`` returns the timelines to read (``TimelineIndex.load``); ``segments``
-    resolves a query's segment to customer ids.
+    resolves a query's segment to customer ids. Answers are kept for the timelines
+    they were counted on (up to ``cache_size`` queries, least recently asked out
+    first): dashboards and widgets ask the same few queries over and over, and new
+    data gives new timelines, which empties the cache.
     """
 
     def __init__(
-        self, timelines: Callable[[], Timelines], segments: SegmentLookup | None = None
+        self,
+        timelines: Callable[[], Timelines],
+        segments: SegmentLookup | None = None,
+        cache_size: int = 256,
     ) -> None:
         self.timelines = timelines
         self.segments = segments
+        self.cache_size = cache_size
+        self._answers: OrderedDict[str, FrequencyResult] = OrderedDict()
+        self._answered_on: Timelines | None = None
+        self._lock = threading.Lock()
 
     def run(self, query: FrequencyQuery | VariantQuery) -> FrequencyResult:
-        """Count the journeys a query asks for."""
+        """Count the journeys a query asks for (or return the answer counted last time)."""
         timelines = self.timelines()
+        key = f"{type(query).__name__}:{query.model_dump_json()}"
+        with self._lock:
+            if self._answered_on is not timelines:
+                self._answers.clear()
+                self._answered_on = timelines
+            cached = self._answers.get(key)
+            if cached is not None:
+                self._answers.move_to_end(key)
+                return cached
+        result = self._count(timelines, query)
+        with self._lock:
+            if self._answered_on is timelines and self.cache_size > 0:
+                self._answers[key] = result
+                while len(self._answers) > self.cache_size:
+                    self._answers.popitem(last=False)
+        return result
+
+    def _count(self, timelines: Timelines, query: FrequencyQuery | VariantQuery) -> FrequencyResult:
         selection, journeys, codes = self._journeys(timelines, query)
         counted = _paths.count(selection, journeys, codes)
         width = codes.dtype.itemsize

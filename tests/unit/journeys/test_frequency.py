@@ -254,3 +254,22 @@ def test_drill_down_needs_one_target() -> None:
         DrillDown()
     with pytest.raises(ValidationError, match="go together"):
         DrillDown(step=1)
+
+
+def test_answers_are_kept_until_the_timelines_change() -> None:
+    rows = [
+        Row("cust:a", "e1", "bill", "app", "billing", T0),
+        Row("cust:a", "e2", "call", "care", "care", T0 + 1000),
+    ]
+    later = [*rows, Row("cust:b", "e3", "bill", "web", "billing", T0)]
+    current = [Timelines.from_table(reference.rows_table(rows))]
+    analyzer = FrequencyAnalyzer(lambda: current[0], cache_size=1)
+    query = FrequencyQuery(anchor="bill")
+    first = analyzer.run(query)
+    assert analyzer.run(FrequencyQuery(anchor="bill")) is first
+    other = analyzer.run(FrequencyQuery(anchor="call"))
+    assert other.total_journeys == 1
+    assert analyzer.run(query) is not first, "the cache holds one answer: bill was evicted"
+    assert analyzer.run(query) == first
+    current[0] = Timelines.from_table(reference.rows_table(later))
+    assert analyzer.run(query).total_customers == 2, "new timelines are counted afresh"

@@ -1,0 +1,1 @@
+"""Unit tests of the HTTP layer's parts: security, middleware."""
