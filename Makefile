@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint unit bench clean
 
@@ -22,8 +23,17 @@ run: $(STAMP)
 	$(BIN)/journeygraph serve --demo --host $(HOST) --port $(PORT)
 
 ## Set up, lint, type-check and run the whole test suite.
-test: $(STAMP) lint
+test: $(STAMP) $(CHROMIUM) lint
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium (never a browser a tool downloads). Installed
+# when make runs as root with apt (CI, containers); elsewhere those tests skip and say why.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "not root: browser tests will skip (install Debian's chromium to run them)"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

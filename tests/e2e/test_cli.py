@@ -84,3 +84,50 @@ def test_generate_refuses_a_foreign_folder(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not empty" in result.output
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_keys_are_created_listed_revoked_and_sign_embed_tokens(data_dir: Path) -> None:
+    from api.security import verify_embed_token
+    from api.settings import DEFAULT_SECRET
+
+    made = runner.invoke(app, ["keys", "create", "crm", "--scope", "read", "--json"])
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.stdout)
+    assert key["scopes"] == "read" and key["key"].startswith(f"jg_{key['id']}_")
+    assert key["key"] not in (data_dir / "keys.db").read_bytes().decode("latin-1")
+    embed = runner.invoke(
+        app,
+        [
+            "keys", "embed", "cell-heatmap", "--key", key["id"],
+            "--param", "days=7", "--ttl", "2h", "--base-url", "https://jg.example", "--json",
+        ],
+    )  # fmt: skip
+    assert embed.exit_code == 0, embed.output
+    token = json.loads(embed.stdout)
+    assert token["url"].startswith("https://jg.example/widgets/cell-heatmap?token=")
+    assert token["iframe"].startswith(f'<iframe src="{token["url"]}"')
+    assert verify_embed_token(DEFAULT_SECRET, token["token"]).params == {"days": "7"}
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert [row["id"] for row in listed] == [key["id"]] and "key" not in listed[0]
+    revoked = runner.invoke(app, ["keys", "revoke", key["id"], "--json"])
+    assert revoked.exit_code == 0 and json.loads(revoked.stdout)["revoked_at"]
+    again = runner.invoke(app, ["keys", "embed", "cell-heatmap", "--key", key["id"]])
+    assert again.exit_code == 2 and "revoked" in again.output
+
+
+def test_keys_refuse_bad_input_clearly(data_dir: Path) -> None:
+    bad_scope = runner.invoke(app, ["keys", "create", "x", "--scope", "write"])
+    assert bad_scope.exit_code == 2 and "unknown scope 'write'" in bad_scope.output
+    unknown = runner.invoke(app, ["keys", "revoke", "0123456789ab"])
+    assert unknown.exit_code == 2 and "no API key has id" in unknown.output
+    made = json.loads(
+        runner.invoke(app, ["keys", "create", "x", "--scope", "read", "--json"]).stdout
+    )
+    for args, message in [
+        (["nope", "--key", made["id"]], "no widget is named 'nope'"),
+        (["cell-heatmap", "--key", made["id"], "--param", "days"], "expected NAME=VALUE"),
+        (["cell-heatmap", "--key", made["id"], "--ttl", "soon"], "--ttl 'soon'"),
+        (["cell-heatmap", "--key", made["id"], "--ttl", "0"], "between 1 second"),
+    ]:
+        result = runner.invoke(app, ["keys", "embed", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
