@@ -13,10 +13,10 @@ from api import widgets
 from api.bootstrap import (
     open_frequency_analyzer,
     open_guard,
-    open_ingestor,
     open_kpi_runner,
     open_milestones,
     open_predictor,
+    open_push_ingestor,
     open_retrain_scheduler,
     open_similarity_analyzer,
     open_store,
@@ -41,7 +41,6 @@ from api.routes import (
 from api.security import require
 from api.settings import Settings, get_settings
 from graph import GraphStore
-from ingest.pipeline import PushIngestor
 
 API_PREFIX = "/api/v1"
 
@@ -56,7 +55,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         owned = store is None
         app.state.guard = open_guard(resolved)
         app.state.store = store if store is not None else open_store(resolved)
-        app.state.ingestor = PushIngestor(open_ingestor(resolved, app.state.store))
+        app.state.ingestor = open_push_ingestor(resolved, app.state.store)
         app.state.timelines = open_timelines(resolved)
         app.state.frequency = open_frequency_analyzer(app.state.timelines)
         app.state.similarity = open_similarity_analyzer(app.state.timelines)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from engage.feedback import EngagementLookup, FeedbackService
     from engage.queue import QueuePolicy
     from engage.runner import EngagementLoop
-    from ingest.pipeline import Ingestor, PushIngestor
+    from ingest.pipeline import Ingestor
+    from ingest.push import PushIngestor
     from ingest.quarantine import QuarantineWriter
     from journeys.frequency import FrequencyAnalyzer
     from journeys.kpis import KpiRunner
@@ -88,6 +89,13 @@ def open_ingestor(settings: Settings, store: GraphStore) -> Ingestor:
         ResolutionSettings(hub_threshold=settings.hub_threshold),
         chunk_rows=settings.ingest_chunk_rows,
     )
+
+
+def open_push_ingestor(settings: Settings, store: GraphStore) -> PushIngestor:
+    """The push path: this process ingests if it leads the data folder, else hands over."""
+    from ingest.push import PushIngestor
+
+    return PushIngestor(partial(open_ingestor, settings, store), settings.ingest_path)
 
 
 def open_lake(settings: Settings) -> tuple[Lake, MergeMap]:

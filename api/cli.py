@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -379,7 +379,7 @@ def _pipeline() -> Iterator[Ingestor]:
     from api.bootstrap import open_ingestor
 
     settings = get_settings()
-    with _open(settings) as store:
+    with _open(settings) as store, _exclusive(settings):
         ingestor = open_ingestor(settings, store)
         try:
             yield ingestor
@@ -387,6 +387,19 @@ def _pipeline() -> Iterator[Ingestor]:
             raise fail(error) from error
         finally:
             ingestor.close()
+
+
+@contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """Hold the data folder's ingest lock; if a service or another job holds it, say so."""
+    from ingest.push import exclusive_ingest
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_ingest(settings.ingest_path))
+        except JourneyGraphError as error:
+            raise fail(error) from error
+        yield
 
 
 def _mapping(source: str) -> SourceMapping:
@@ -407,10 +420,15 @@ def _open(settings: Settings) -> GraphStore:
 
 def _load_demo(settings: Settings, store: GraphStore, customers: int, seed: int) -> dict[str, Any]:
     from api.bootstrap import open_ingestor
-    from ingest.demo import load_demo
 
     world = settings.data_dir / f"demo-world-{customers}-{seed}"
-    ingestor = open_ingestor(settings, store)
+    with _exclusive(settings):
+        return _ingest_demo(open_ingestor(settings, store), world, customers, seed)
+
+
+def _ingest_demo(ingestor: Ingestor, world: Path, customers: int, seed: int) -> dict[str, Any]:
+    from ingest.demo import load_demo
+
     try:
         with progress_bar() as progress:
             task = progress.add_task("generating and ingesting the demo world", total=None)

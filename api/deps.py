@@ -14,7 +14,7 @@ from api.settings import Settings, get_settings
 from engage.cells import CellSentimentRunner
 from engage.feedback import FeedbackService
 from graph import GraphStore
-from ingest.pipeline import PushIngestor
+from ingest.push import PushIngestor
 from journeys.frequency import FrequencyAnalyzer
 from journeys.kpis import KpiRunner
 from journeys.milestones import MilestoneService

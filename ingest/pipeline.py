@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -40,7 +39,7 @@ from graph.errors import InvalidInput
 from ingest.frame import FrameBatch, QuarantinedRow
 from ingest.frame_writer import FrameWriter, relink_chains
 from ingest.lake import Lake
-from ingest.mapping import SourceMapping, load_mapping
+from ingest.mapping import SourceMapping
 from ingest.quarantine import QuarantineWriter
 from ingest.readers import frame_from_records, read_file
 from ingest.resolution.deterministic import (
@@ -434,24 +433,3 @@ def _truncate(path: Path, size: int) -> None:
             handle.truncate(size)
             handle.flush()
             os.fsync(handle.fileno())
-
-
-class PushIngestor:
-    """One ``Ingestor`` shared by concurrent HTTP requests: pushes run one at a time."""
-
-    def __init__(self, ingestor: Ingestor) -> None:
-        self.ingestor = ingestor
-        self._lock = threading.Lock()
-        self._mapping = load_mapping("canonical")
-
-    def push(
-        self, records: Sequence[Mapping[str, Any]]
-    ) -> tuple[IngestSummary, list[QuarantinedRow]]:
-        """Ingest canonical events (``ingest/mappings/canonical.yaml``)."""
-        with self._lock:
-            return self.ingestor.ingest_records(records, self._mapping, "push")
-
-    def close(self) -> None:
-        """Close the pipeline."""
-        with self._lock:
-            self.ingestor.close()

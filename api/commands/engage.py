@@ -18,7 +18,7 @@ from api.bootstrap import (
     open_channel,
     open_engagement_loop,
     open_feedback,
-    open_ingestor,
+    open_push_ingestor,
     open_store,
 )
 from api.commands._output import JsonFlag, emit, estimated_rows, fail, print_json, progress_bar
@@ -31,7 +31,7 @@ from engage.queue import EngagementQueue
 from engage.rules import load_decision_table
 from engage.runner import LoopProgress
 from graph import JourneyGraphError
-from ingest.pipeline import PushIngestor
+from ingest.push import PushIngestor
 from ingest.quarantine import QuarantineWriter
 from ingest.stream import read_lines
 
@@ -143,7 +143,7 @@ def _recorder(settings: Settings, record: bool) -> Iterator[PushIngestor | None]
         yield None
         return
     with open_store(settings) as store:
-        pusher = PushIngestor(open_ingestor(settings, store))
+        pusher = open_push_ingestor(settings, store)
         try:
             yield pusher
         finally:
@@ -290,7 +290,7 @@ def feedback(
     settings = get_settings()
     try:
         with open_store(settings) as store:
-            pusher = PushIngestor(open_ingestor(settings, store))
+            pusher = open_push_ingestor(settings, store)
             try:
                 with open_feedback(settings, store, pusher) as service:
                     update = service.record(engagement_id, score, text)

@@ -26,7 +26,9 @@ from engage.model import (
     engagement_id,
 )
 from graph import EmbeddedStore, GraphStore
-from ingest.pipeline import Ingestor, PushIngestor
+from ingest.lake import Lake
+from ingest.pipeline import Ingestor
+from ingest.push import PushIngestor
 from ingest.touchpoint import Channel, Touchpoint
 
 T0 = datetime(2024, 6, 3, 18, 0, tzinfo=UTC)
@@ -48,7 +50,7 @@ def store(tmp_path: Path) -> Iterator[GraphStore]:
 
 @pytest.fixture
 def ingestor(store: GraphStore, tmp_path: Path) -> Iterator[PushIngestor]:
-    pusher = PushIngestor(Ingestor(store, tmp_path / "ingest"))
+    pusher = PushIngestor(lambda: Ingestor(store, tmp_path / "ingest"), tmp_path / "ingest")
     yield pusher
     pusher.close()
 
@@ -100,7 +102,7 @@ def test_an_engagement_lands_on_the_subscribers_customer_in_graph_and_lake(
     [cell] = store.neighbours(touchpoint_id, "out", ["AT_CELL"])
     assert cell.vertex.id == "cell:C7"
 
-    lake = ingestor.ingestor.lake.touchpoints()
+    lake = Lake(ingestor.workdir / "lake").touchpoints()
     mine = lake.filter(pc.equal(lake.column("source"), ENGAGEMENT_SOURCE))
     assert mine.column("event_id").to_pylist() == [f"engage-{sent.engagement_id}-sent"]
 

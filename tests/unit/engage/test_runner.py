@@ -14,7 +14,8 @@ from engage.runner import EngagementLoop
 from graph import EmbeddedStore
 from graph.model import VertexLabel
 from ingest.frame import QuarantinedRow
-from ingest.pipeline import Ingestor, PushIngestor
+from ingest.pipeline import Ingestor
+from ingest.push import PushIngestor
 from ingest.quarantine import QuarantineWriter, read_quarantine
 from tests.unit.engage._probe_fixtures import probe, probe_table
 
@@ -74,7 +75,7 @@ def test_bad_rows_are_quarantined_and_the_stream_goes_on(tmp_path: Path) -> None
 def test_sent_engagements_become_touchpoints_of_the_subscriber(tmp_path: Path) -> None:
     subscriber = "+447700900001"
     with EmbeddedStore(tmp_path / "graph.db") as store:
-        pusher = PushIngestor(Ingestor(store, tmp_path / "ingest"))
+        pusher = PushIngestor(lambda: Ingestor(store, tmp_path / "ingest"), tmp_path / "ingest")
         loop, channel = _loop(tmp_path, recorder=pusher)
         summary = loop.run([ProbeBatch(probe_table(_bad_calls(subscriber, 3, "c1")))])
         channel.close()
