@@ -73,6 +73,9 @@ class JourneyOut(BaseModel):
 
     customer_id: str
     touchpoints: list[TouchpointOut]
+    next_cursor: str | None = Field(
+        default=None, description="pass as cursor for the next page; null on the last page"
+    )
 
 
 class IdentifierOut(BaseModel):

@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 
+from api.pagination import PageDep, paginate
 from api.schemas import EmbedTokenIn, EmbedTokenOut, KeyCreated, KeyIn, KeyOut
 from api.security import Principal, guard_of, issue_embed_token
 from api.widgets import WIDGETS, UnknownWidget
@@ -17,9 +18,10 @@ KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", examples=["3f9c2a17b0d4"]
 
 
 @router.get("/keys", response_model=list[KeyOut])
-def list_keys(request: Request) -> list[KeyOut]:
-    """Every API key, revoked ones included (never the keys themselves)."""
-    return [KeyOut.of(key) for key in guard_of(request).keys.keys()]
+def list_keys(page: PageDep, request: Request, response: Response) -> list[KeyOut]:
+    """Every API key, revoked ones included (never the keys themselves; paged)."""
+    keys = paginate(guard_of(request).keys.keys(), page, request, response)
+    return [KeyOut.of(key) for key in keys]
 
 
 @router.post("/keys", response_model=KeyCreated, status_code=201)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import StoreDep
+from api.pagination import PageDep, paginate
 from api.schemas import CustomerOut, IdentifierOut, JourneyOut, ScoresOut, TouchpointOut
 from journeys.customer360 import (
     canonical_customer_id,
     customer_identifiers,
-    customer_journey,
     customer_profile,
+    journey_page,
 )
 from models.scoring import customer_scores
 
@@ -41,20 +42,27 @@ def get_journey(
     store: StoreDep,
     start: Annotated[datetime | None, Query(description="inclusive, timezone-aware")] = None,
     end: Annotated[datetime | None, Query(description="exclusive, timezone-aware")] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="touchpoints per page")] = 1000,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="next_cursor of the page before")
+    ] = None,
 ) -> JourneyOut:
-    """The customer's touchpoints in (ts, event id) order."""
-    touchpoints = customer_journey(store, customer_id, start, end, limit)
+    """The customer's touchpoints in (ts, event id) order, a page at a time."""
+    page = journey_page(store, customer_id, start, end, limit, cursor)
     return JourneyOut(
         customer_id=canonical_customer_id(customer_id),
-        touchpoints=[TouchpointOut.of(vertex) for vertex in touchpoints],
+        touchpoints=[TouchpointOut.of(vertex) for vertex in page.touchpoints],
+        next_cursor=page.next_cursor,
     )
 
 
 @router.get("/{customer_id}/identifiers", response_model=list[IdentifierOut])
-def get_identifiers(customer_id: CustomerId, store: StoreDep) -> list[IdentifierOut]:
-    """The customer's identifiers with how each was linked."""
-    return [IdentifierOut.of(link) for link in customer_identifiers(store, customer_id)]
+def get_identifiers(
+    customer_id: CustomerId, store: StoreDep, page: PageDep, request: Request, response: Response
+) -> list[IdentifierOut]:
+    """The customer's identifiers with how each was linked (paged: X-Total-Count, Link)."""
+    links = paginate(customer_identifiers(store, customer_id), page, request, response)
+    return [IdentifierOut.of(link) for link in links]
 
 
 @router.get("/{customer_id}/scores", response_model=ScoresOut)

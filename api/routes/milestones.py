@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Request, Response
 
 from api.deps import MilestonesDep
+from api.pagination import PageDep, paginate
 from api.routes.customers import CustomerId
 from journeys.milestones import CustomerMilestone, DryRunQuery, DryRunResult, MilestoneSummary
 
@@ -23,9 +24,11 @@ MilestoneName = Annotated[
 
 
 @router.get("/milestones", response_model=list[MilestoneSummary])
-def list_milestones(milestones: MilestonesDep) -> list[MilestoneSummary]:
-    """Milestone definitions with how many customers reached each."""
-    return milestones.summaries()
+def list_milestones(
+    milestones: MilestonesDep, page: PageDep, request: Request, response: Response
+) -> list[MilestoneSummary]:
+    """Milestone definitions with how many customers reached each (paged)."""
+    return paginate(milestones.summaries(), page, request, response)
 
 
 @router.post("/milestones/dry-run", response_model=DryRunResult)
@@ -45,7 +48,11 @@ def get_milestone(name: MilestoneName, milestones: MilestonesDep) -> MilestoneSu
 
 @router.get("/customers/{customer_id}/milestones", response_model=list[CustomerMilestone])
 def get_customer_milestones(
-    customer_id: CustomerId, milestones: MilestonesDep
+    customer_id: CustomerId,
+    milestones: MilestonesDep,
+    page: PageDep,
+    request: Request,
+    response: Response,
 ) -> list[CustomerMilestone]:
-    """The milestones a customer reached, earliest first, with their evidence."""
-    return milestones.customer_milestones(customer_id)
+    """The milestones a customer reached, earliest first, with their evidence (paged)."""
+    return paginate(milestones.customer_milestones(customer_id), page, request, response)

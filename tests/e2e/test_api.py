@@ -81,3 +81,24 @@ def test_errors_are_json_with_a_code(client: TestClient, path: str, status: int,
 def test_production_mode_refuses_the_default_secret(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SECRET_KEY"):
         create_app(Settings(mode="production", data_dir=tmp_path))
+
+
+def test_lists_page_with_total_and_next_link(client: TestClient) -> None:
+    first = client.get("/api/v1/customers/cust:alice/identifiers", params={"limit": 1})
+    assert first.status_code == 200 and len(first.json()) == 1
+    assert first.headers["X-Total-Count"] == "1" and "Link" not in first.headers
+    journey = client.get("/api/v1/customers/cust:alice/journey", params={"limit": 3}).json()
+    assert len(journey["touchpoints"]) == 3 and journey["next_cursor"]
+    rest = client.get(
+        "/api/v1/customers/cust:alice/journey",
+        params={"limit": 3, "cursor": journey["next_cursor"]},
+    ).json()
+    assert [t["event_type"] for t in rest["touchpoints"]] == ["port_out_request"]
+    assert rest["next_cursor"] is None
+    for _ in range(3):
+        client.post("/api/v1/admin/keys", json={"name": "k", "scopes": ["read"]})
+    keys = client.get("/api/v1/admin/keys", params={"limit": 2, "offset": 1})
+    assert keys.headers["X-Total-Count"] == "4" and len(keys.json()) == 2
+    assert keys.headers["Link"].endswith('offset=3&limit=2>; rel="next"')
+    bad = client.get("/api/v1/customers/cust:alice/journey", params={"cursor": "nope"})
+    assert bad.status_code == 422 and "cursor" in bad.json()["error"]["message"]
