@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -217,3 +218,15 @@ def test_a_slow_client_is_cut_off_by_the_real_server(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_the_access_log_names_the_request_and_the_key(
+    app_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = key(app_client, "read")
+    with caplog.at_level(logging.INFO, logger="journeygraph.access"):
+        app_client.get("/api/v1/kpis", headers={"X-API-Key": reader, "X-Request-ID": "abc-1"})
+    [line] = [r for r in caplog.records if r.name == "journeygraph.access"]
+    assert line.getMessage().startswith("request_id=abc-1 GET /api/v1/kpis 200 ")
+    assert line.getMessage().endswith(f"key={reader.split('_')[1]}")
+    assert line.request_id == "abc-1"  # type: ignore[attr-defined]
