@@ -115,5 +115,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.include_router(events.router, prefix=API_PREFIX, dependencies=ingest)
     app.include_router(engagement.router, prefix=API_PREFIX, dependencies=ingest)
     app.include_router(admin.router, prefix=API_PREFIX, dependencies=admin_only)
+    app.include_router(widgets.data_router)
     app.include_router(widgets.router)
+    app.include_router(widgets.dashboard_router)
     return app

@@ -328,7 +328,7 @@ class FrequencyAnalyzer:
             elements = np.flatnonzero(at)
             matches = np.searchsorted(journeys.offsets, elements, side="right") - 1
         owners = np.unique(selection.customer[journeys.timeline[matches]])
-        ids = timelines.customers.take(owners.tolist())
+        ids = timelines.customers.take(pa.array(owners, pa.int64()))
         ids = ids.take(pc.sort_indices(ids))
         page = ids[drill.offset : drill.offset + drill.limit]
         return CustomerList(total=len(owners), customers=[str(c) for c in page.to_pylist()])

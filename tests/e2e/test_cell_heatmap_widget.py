@@ -1,19 +1,17 @@
-"""The cell-heatmap widget: the page, the plotly.js it loads, the data it fetches.
+"""The cell-heatmap widget: its data route, and the figure the shared script draws.
 
-The page's script also runs under Node (when installed) against stand-ins for the
-DOM, ``fetch`` and ``Plotly``, fed the app's real answer, so what it asks for and what
-it draws are checked without a browser.
+The script's figure function also runs under Node (when installed) with the app's real
+answer, so what it draws is checked without a browser; tests/browser checks it in one.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,24 +21,8 @@ from engage._db import open_engage_db
 from engage.cells import ensure_schema, record_incidents
 from engage.model import Incident
 
-PAGE = "http://testserver/widgets/cell-heatmap"
 NODE = shutil.which("node")
-
-
-def page(client: TestClient) -> str:
-    response = client.get("/widgets/cell-heatmap")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    return response.text
-
-
-def script_sources(html: str) -> list[str]:
-    return re.findall(r'<script src="([^"]+)"', html)
-
-
-def inline_script(html: str) -> str:
-    [script] = re.findall(r"<script>\n(.*?)</script>", html, re.DOTALL)
-    return script
+SCRIPT = Path(__file__).parents[2] / "api" / "widgets" / "static" / "widgets.js"
 
 
 def seed(settings: Settings) -> None:
@@ -64,28 +46,23 @@ def settings(client: TestClient) -> Settings:
 
 
 def test_the_page_loads_the_bundled_plotly_never_a_cdn(client: TestClient) -> None:
-    html = page(client)
-    [source] = script_sources(html)
-    assert urlsplit(source).netloc == "" and not source.startswith("//")
-    script_url = urljoin(PAGE, source)
-    assert script_url == "http://testserver/widgets/static/plotly.min.js"
-    response = client.get(script_url)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/javascript")
-    assert response.text.startswith("/**\n* plotly.js v")
+    html = client.get("/widgets/cell-heatmap").text
+    assert '<script src="static/plotly.min.js"></script>' in html
+    assert 'data-widget="cell-heatmap"' in html
     assert "://" not in html  # no absolute URL anywhere, so nothing loads from elsewhere
+    script = client.get("/widgets/static/plotly.min.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.text.startswith("/**\n* plotly.js v")
 
 
-def test_the_page_fetches_the_cell_sentiment_endpoint(
-    client: TestClient, settings: Settings
-) -> None:
+def test_the_data_route_ranks_cells(client: TestClient, settings: Settings) -> None:
     seed(settings)
-    html = page(client)
-    [data_path] = re.findall(r'const DATA_URL = "([^"]+)"', html)
-    data_url = urljoin(PAGE, data_path)
-    assert data_url == "http://testserver/api/v1/cells/sentiment"
-    report = client.get(data_url, params={"metric": "call_drop_rate"}).json()
+    report = client.get(
+        "/widgets/cell-heatmap/data", params={"metric": "call_drop_rate", "limit": "5"}
+    ).json()
     assert [cell["cell_id"] for cell in report["cells"]] == ["C2", "C7"]
+    bad = client.get("/widgets/cell-heatmap/data", params={"metric": "latency"})
+    assert bad.status_code == 422 and "metric" in bad.json()["error"]["message"]
 
 
 def test_an_unknown_widget_is_not_found(client: TestClient) -> None:
@@ -96,30 +73,18 @@ def test_an_unknown_widget_is_not_found(client: TestClient) -> None:
 
 
 HARNESS = r"""
-const [script, reportJson, search, status] = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const elements = {};
-globalThis.document = {
-  getElementById: (id) => (elements[id] ??= { textContent: "", hidden: true, className: "" }),
-};
-globalThis.location = { search };
-let asked = null;
-let plotted = null;
-globalThis.fetch = async (url) => {
-  asked = url;
-  const body = JSON.parse(reportJson);
-  return { ok: status < 400, status, statusText: "error", json: async () => body };
-};
-globalThis.Plotly = {
-  newPlot: async (id, data, layout, config) => { plotted = { id, data, layout, config }; },
-};
+const [script, reportJson] = JSON.parse(require("fs").readFileSync(0, "utf8"));
+globalThis.window = globalThis;
+globalThis.document = { readyState: "complete", querySelector: () => null };
+globalThis.sessionStorage = { getItem: () => null };
 eval(script);
-setTimeout(() => console.log(JSON.stringify({ asked, plotted, elements })), 20);
+console.log(JSON.stringify(window.JG.figures.cellFigure(JSON.parse(reportJson))));
 """
 
 
-def run_page_script(html: str, report: dict[str, Any], search: str, status: int = 200) -> Any:
+def figure(report: dict[str, Any]) -> Any:
     assert NODE is not None
-    stdin = json.dumps([inline_script(html), json.dumps(report), search, status])
+    stdin = json.dumps([SCRIPT.read_text(encoding="utf-8"), json.dumps(report)])
     done = subprocess.run(
         [NODE, "-e", HARNESS], input=stdin, capture_output=True, text=True, timeout=60
     )
@@ -128,45 +93,22 @@ def run_page_script(html: str, report: dict[str, Any], search: str, status: int 
 
 
 @pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
-def test_the_script_draws_cells_sized_by_subscribers_coloured_by_change(
+def test_cells_are_sized_by_subscribers_and_coloured_by_change(
     client: TestClient, settings: Settings
 ) -> None:
     seed(settings)
-    html = page(client)
-    search = "?metric=call_drop_rate&limit=5&token=secret"
-    report = client.get("/api/v1/cells/sentiment?metric=call_drop_rate&limit=5").json()
-    ran = run_page_script(html, report, search)
-    assert ran["asked"] == "../api/v1/cells/sentiment?limit=5&metric=call_drop_rate"
-    [trace] = ran["plotted"]["data"]
-    assert ran["plotted"]["id"] == "chart" and trace["type"] == "treemap"
+    report = client.get("/widgets/cell-heatmap/data?metric=call_drop_rate&limit=5").json()
+    [trace] = figure(report)["data"]
+    assert trace["type"] == "treemap"
     assert trace["labels"][1:] == ["C2", "C7"]
     assert trace["values"][1:] == [2, 1]
     assert trace["marker"]["colors"][1:] == [0, 0]
     assert trace["marker"]["colorscale"][0][1] == "#b2182b"  # red at the worst end
     assert trace["marker"]["cmin"] == -trace["marker"]["cmax"]
-    assert "Top 2 of 2 cells" in ran["elements"]["summary"]["textContent"]
-    assert ran["elements"].get("message", {"hidden": True})["hidden"]
 
 
 @pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
-def test_the_script_says_when_there_is_no_data_or_an_error(client: TestClient) -> None:
-    html = page(client)
-    empty = client.get("/api/v1/cells/sentiment").json()
-    assert empty["cells"] == []
-    ran = run_page_script(html, empty, "")
-    assert ran["asked"] == "../api/v1/cells/sentiment" and ran["plotted"] is None
-    message = ran["elements"]["message"]
-    assert not message["hidden"] and message["textContent"].startswith("No cell incidents")
-
-    refused = client.get("/api/v1/cells/sentiment?metric=latency")
-    ran = run_page_script(html, refused.json(), "?metric=latency", refused.status_code)
-    message = ran["elements"]["message"]
-    assert message["className"] == "error"
-    assert message["textContent"].startswith("Could not load cell sentiment: ")
-
-
-@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
-def test_the_colour_scale_is_symmetric_about_no_change(client: TestClient) -> None:
+def test_the_colour_scale_is_symmetric_about_no_change() -> None:
     def cell(rank: int, name: str, change: float | None) -> dict[str, Any]:
         return {
             "rank": rank,
@@ -179,15 +121,8 @@ def test_the_colour_scale_is_symmetric_about_no_change(client: TestClient) -> No
             "priority": 0.0,
         }
 
-    report = {
-        "start": "2024-05-04T00:00:00Z",
-        "end": "2024-06-03T00:00:00Z",
-        "metric": None,
-        "min_subscribers": 1,
-        "cells_total": 3,
-        "cells": [cell(1, "A", -0.25), cell(2, "B", 0.1), cell(3, "C", None)],
-    }
-    [trace] = run_page_script(page(client), report, "")["plotted"]["data"]
+    report = {"cells": [cell(1, "A", -0.25), cell(2, "B", 0.1), cell(3, "C", None)]}
+    [trace] = figure(report)["data"]
     assert trace["marker"]["colors"] == [0, -0.25, 0.1, 0]
     assert (trace["marker"]["cmin"], trace["marker"]["cmax"]) == (-0.25, 0.25)
     assert [row[3] for row in trace["customdata"][1:]] == ["-0.250", "+0.100", "no answers yet"]

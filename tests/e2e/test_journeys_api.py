@@ -42,3 +42,12 @@ def test_variants_and_bad_queries(client: TestClient) -> None:
     assert "'chrun' never occurs" in unknown.json()["error"]["message"]
     invalid = client.post("/api/v1/journeys/frequency", json={"anchor": "login", "max_steps": 50})
     assert invalid.status_code == 422
+
+
+def test_a_drill_down_that_matches_nothing_is_empty_not_an_error(client: TestClient) -> None:
+    push_journey(client, "ann", ["login", "bill_shock", "care_call"])
+    push_journey(client, "bob", ["payment"])
+    drill = {"query": {"anchor": "login"}, "drill": {"journey": ["login", "payment"]}}
+    response = client.post("/api/v1/journeys/frequency/customers", json=drill)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"total": 0, "customers": []}

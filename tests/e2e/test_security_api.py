@@ -18,7 +18,16 @@ from api.app import create_app
 from api.security import verify_embed_token
 from api.settings import DEFAULT_SECRET, Settings
 
-OPEN = {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# Pages are public HTML: everything they show comes from routes that need a key or token.
+OPEN = {
+    "/healthz",
+    "/readyz",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/dashboard",
+}
 WIDGET_PAGES = re.compile(r"^/widgets/(static/|\{name\}$)")
 
 
