@@ -142,6 +142,8 @@ def serve(
     """Serve the HTTP API (and, with --demo, fill an empty store with the demo world)."""
     import uvicorn
 
+    from api.bootstrap import open_milestones
+
     settings = get_settings()
     try:
         settings.check_production_ready()
@@ -151,13 +153,15 @@ def serve(
         with _open(settings) as store:
             if store.count("Customer") == 0:
                 summary = _load_demo(settings, store, settings.demo_customers, settings.demo_seed)
+                # The dashboard's funnel and customer 360 show milestones: reach them now.
+                summary["milestone_reaches"] = open_milestones(settings, store).backfill().reaches
                 console.print(f"demo world loaded: {summary}")
             else:
                 console.print(f"store already holds {store.count('Customer'):,} customers")
     bind_host, bind_port = host or settings.host, port or settings.port
     base = f"http://{bind_host}:{bind_port}"
     if demo and settings.mode == "development":
-        console.print(f"demo API key (admin): {_demo_key(settings)}")
+        console.print(f"demo API key (admin): {_demo_key(settings)}", soft_wrap=True)
     console.print(f"serving on {base}: dashboard at {base}/dashboard, API docs at {base}/docs")
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # One /metrics answer for all workers: each writes its samples to files here.
