@@ -877,6 +877,29 @@ class EmbeddedStore(GraphStore):
             )
         return neighbours
 
+    def _degree(
+        self, vertex_id: str, direction: Direction, labels: list[EdgeLabel] | None
+    ) -> dict[str, int]:
+        label_filter = f" AND label IN ({_marks(labels)})" if labels else ""
+        label_params = [_EDGE_LABEL_CODES[label] for label in labels or []]
+        parts: list[str] = []
+        params: list[Any] = []
+        for wanted, table, end in (("out", "edges", "src"), ("in", "edges_in", "dst")):
+            if direction in (wanted, "both"):
+                parts.append(
+                    f"SELECT label, count(*) FROM {table}"
+                    f" WHERE {end} = (SELECT rid FROM vertices WHERE id = ?)"
+                    f"{label_filter} GROUP BY label"
+                )
+                params += [vertex_id, *label_params]
+        with self._translate("degree"):
+            rows = self._reader().execute(" UNION ALL ".join(parts), params).fetchall()
+        counts: dict[str, int] = {}
+        for code, found in rows:
+            name = _EDGE_LABELS[code].value
+            counts[name] = counts.get(name, 0) + found
+        return counts
+
     def _timeline(
         self,
         customer: str,

@@ -787,6 +787,19 @@ class GremlinStore(GraphStore):
 
         return self._run("neighbour lookup", work)
 
+    def _degree(
+        self, vertex_id: str, direction: NeighbourDirection, labels: list[EdgeLabel] | None
+    ) -> dict[str, int]:
+        names = [label.value for label in labels or []]
+        steps = {"out": __.out_e, "in": __.in_e, "both": __.both_e}
+
+        def work(g: Any) -> dict[str, int]:
+            query = self._by_uid(g, [vertex_id]).flat_map(steps[direction](*names))
+            counts = query.group_count().by(__.label()).to_list()
+            return {str(name): int(found) for name, found in (counts[0] if counts else {}).items()}
+
+        return self._run("degree", work)
+
     def _timeline(
         self,
         customer: str,

@@ -430,6 +430,22 @@ class GraphStore(abc.ABC):
             raise InvalidInput(f"limit must be at least 1, got {limit}")
         return self._neighbours(vertex_id, direction, labels, limit)
 
+    def degree(
+        self,
+        vertex_id: str,
+        direction: Direction = "both",
+        edge_labels: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """How many edges of each label touch a vertex (labels with none are left out).
+
+        Counts without reading the edges or the vertices at their ends, so a customer
+        360 can say "1,240 touchpoints" as cheaply as "3".
+        """
+        if direction not in ("out", "in", "both"):
+            raise InvalidInput(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+        labels = [edge_label(label) for label in edge_labels] if edge_labels else None
+        return self._degree(vertex_id, direction, labels)
+
     def timeline(
         self,
         customer: str,
@@ -559,6 +575,11 @@ class GraphStore(abc.ABC):
         labels: list[EdgeLabel] | None,
         limit: int | None,
     ) -> list[Neighbour]: ...
+
+    @abc.abstractmethod
+    def _degree(
+        self, vertex_id: str, direction: Direction, labels: list[EdgeLabel] | None
+    ) -> dict[str, int]: ...
 
     @abc.abstractmethod
     def _timeline(

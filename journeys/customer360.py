@@ -43,9 +43,13 @@ def customer_profile(store: GraphStore, customer: str) -> CustomerProfile:
     vertex = store.get_vertex(canonical_customer_id(customer))
     if vertex is None:
         raise UnknownCustomer(f"customer {customer!r} is not in the graph")
-    links = store.neighbours(vertex.id, "out", [EdgeLabel.HAS_IDENTIFIER, EdgeLabel.PERFORMED])
-    identifiers = sum(1 for n in links if n.edge.label == EdgeLabel.HAS_IDENTIFIER)
-    return CustomerProfile(vertex.id, vertex.properties, identifiers, len(links) - identifiers)
+    counts = store.degree(vertex.id, "out", [EdgeLabel.HAS_IDENTIFIER, EdgeLabel.PERFORMED])
+    return CustomerProfile(
+        vertex.id,
+        vertex.properties,
+        counts.get(EdgeLabel.HAS_IDENTIFIER.value, 0),
+        counts.get(EdgeLabel.PERFORMED.value, 0),
+    )
 
 
 def customer_journey(

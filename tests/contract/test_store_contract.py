@@ -173,6 +173,17 @@ def test_neighbours_by_direction_and_label(store: GraphStore) -> None:
     assert len(store.neighbours(alice.customer, "both", limit=2)) == 2
 
 
+def test_degree_counts_edges_by_label_without_reading_them(store: GraphStore) -> None:
+    alice, _ = alice_and_bob(store)
+    assert store.degree(alice.customer, "out") == {"PERFORMED": 4, "HAS_IDENTIFIER": 1}
+    assert store.degree(alice.customer, "out", ["HAS_IDENTIFIER"]) == {"HAS_IDENTIFIER": 1}
+    assert store.degree(alice.touchpoint_ids[1], "both") == {"NEXT": 2, "PERFORMED": 1}
+    assert store.degree(alice.touchpoint_ids[0], "in", ["NEXT"]) == {}
+    assert store.degree("cust:nobody") == {}
+    with pytest.raises(InvalidInput):
+        store.degree(alice.customer, "sideways")  # type: ignore[arg-type]
+
+
 def test_timeline_is_ordered_by_time_then_id(store: GraphStore) -> None:
     carol = Journey("carol", [], start=T0)
     add_journeys(store, carol)
