@@ -143,6 +143,7 @@ def serve(
     import uvicorn
 
     from api.bootstrap import open_milestones
+    from api.serving import HeaderDeadline
 
     settings = get_settings()
     try:
@@ -174,6 +175,7 @@ def serve(
         workers=workers,
         access_log=False,
         log_config=_log_config(),
+        http=HeaderDeadline,
     )
 
 

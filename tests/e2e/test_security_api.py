@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.security import verify_embed_token
+from api.serving import HeaderDeadline
 from api.settings import DEFAULT_SECRET, Settings
 
 # Pages are public HTML: everything they show comes from routes that need a key or token.
@@ -201,32 +202,55 @@ def test_production_refuses_the_default_secret_and_open_cors(tmp_path: Path) -> 
         )
 
 
-def test_a_slow_client_is_cut_off_by_the_real_server(tmp_path: Path) -> None:
-    """A client that declares a body and trickles it gets 408 within the timeout."""
+class QuickDeadline(HeaderDeadline):
+    timeout = 0.5
+
+
+@pytest.fixture
+def real_server(tmp_path: Path) -> Iterator[int]:
+    """The app under uvicorn on a free port, as ``serve`` runs it, with 0.5 s deadlines."""
     app = create_app(Settings(data_dir=tmp_path, body_timeout=0.5))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        port = int(probe.getsockname()[1])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config.http = QuickDeadline
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-            client.sendall(
-                b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 1000\r\n\r\n{"events": ['
-            )
-            started = time.monotonic()
-            answer = client.recv(4096).decode()
-            waited = time.monotonic() - started
-        assert answer.startswith("HTTP/1.1 408"), answer
-        assert "request_timeout" in answer and waited < 5
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("sent", "message"),
+    [
+        (b"", "request headers did not arrive"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", "request headers did not arrive"),
+        (
+            b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"events": [',
+            "request body did not arrive",
+        ),
+    ],
+    ids=["nothing", "half the headers", "half the body"],
+)
+def test_a_slow_client_gets_408_and_is_cut_off(real_server: int, sent: bytes, message: str) -> None:
+    with socket.create_connection(("127.0.0.1", real_server), timeout=10) as client:
+        client.sendall(sent)
+        started = time.monotonic()
+        answer = client.recv(4096).decode()
+        waited = time.monotonic() - started
+        assert client.recv(4096) == b"", "the server closed the connection"
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "request_timeout" in answer and message in answer and waited < 5
+    with socket.create_connection(("127.0.0.1", real_server), timeout=10) as healthy:
+        healthy.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert healthy.recv(4096).startswith(b"HTTP/1.1 200"), "others are still served"
 
 
 def test_the_access_log_names_the_request_and_the_key(
