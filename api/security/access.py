@@ -8,9 +8,9 @@ only the widget routes do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -84,10 +84,14 @@ def guard_of(request: Request) -> Guard:
 
 def require(
     scope: str,
-) -> Callable[[Request, str | None, HTTPAuthorizationCredentials | None], Principal]:
+) -> Callable[
+    [Request, str | None, HTTPAuthorizationCredentials | None], Coroutine[Any, Any, Principal]
+]:
     """A dependency that admits API keys allowing ``scope`` and records the caller."""
 
-    def dependency(request: Request, header: ApiKeyHeader, bearer: BearerCredentials) -> Principal:
+    async def dependency(
+        request: Request, header: ApiKeyHeader, bearer: BearerCredentials
+    ) -> Principal:
         presented = header or (bearer.credentials if bearer is not None else None)
         principal = guard_of(request).api_key(presented, scope)
         request.state.principal = principal
@@ -97,7 +101,7 @@ def require(
     return dependency
 
 
-def widget_principal(
+async def widget_principal(
     request: Request,
     header: ApiKeyHeader,
     bearer: BearerCredentials,

@@ -9,10 +9,11 @@ parameters as they come.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from api.deps import (
@@ -91,7 +92,7 @@ def _problems(error: ValidationError) -> str:
     )
 
 
-def _journey_params(
+async def _journey_params(
     anchor: Text = None,
     direction: Annotated[str | None, Query(pattern="^(start|end)$")] = None,
     max_steps: Number = None,
@@ -113,20 +114,35 @@ def _journey_params(
 JourneyParams = Annotated[dict[str, str | None], Depends(_journey_params)]
 
 
+_ENCODED: OrderedDict[int, tuple[FrequencyResult, bytes]] = OrderedDict()
+"""The JSON of recent answers by identity: the analyzer hands back the same object for a
+repeated query, and encoding a Sankey's 80 kB each time was most of a cached request."""
+
+
+def _encoded(result: FrequencyResult) -> Response:
+    entry = _ENCODED.get(id(result))
+    if entry is None or entry[0] is not result:
+        entry = (result, result.model_dump_json().encode())
+        _ENCODED[id(result)] = entry
+        while len(_ENCODED) > 64:
+            _ENCODED.popitem(last=False)
+    return Response(entry[1], media_type="application/json")
+
+
 @router.get("/sankey/data", response_model=FrequencyResult)
 def sankey_data(
     params: JourneyParams, principal: Access, analyzer: FrequencyAnalyzerDep
-) -> FrequencyResult:
+) -> Response:
     """The Sankey's journeys from (or to) an event, with the links between steps."""
-    return analyzer.run(_frequency_query(_locked(principal, "sankey", params)))
+    return _encoded(analyzer.run(_frequency_query(_locked(principal, "sankey", params))))
 
 
 @router.get("/journey-table/data", response_model=FrequencyResult)
 def journey_table_data(
     params: JourneyParams, principal: Access, analyzer: FrequencyAnalyzerDep
-) -> FrequencyResult:
+) -> Response:
     """The journey table's top journeys from (or to) an event."""
-    return analyzer.run(_frequency_query(_locked(principal, "journey-table", params)))
+    return _encoded(analyzer.run(_frequency_query(_locked(principal, "journey-table", params))))
 
 
 class DrillIn(BaseModel):
