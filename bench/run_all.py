@@ -30,6 +30,7 @@ BENCHMARKS: Final[dict[str, list[str]]] = {
     "bench_engage": [],
     "bench_incidents": [],
     "bench_models": ["--data-dir", "var"],
+    "bench_service": ["--customers", "1000000"],
 }
 """Module (under ``bench``) -> its arguments."""
 
