@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -166,7 +168,9 @@ def serve(
     console.print(f"serving on {base}: dashboard at {base}/dashboard, API docs at {base}/docs")
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # One /metrics answer for all workers: each writes its samples to files here.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="journeygraph-metrics-")
+        samples = tempfile.mkdtemp(prefix="journeygraph-metrics-")
+        atexit.register(shutil.rmtree, samples, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = samples
     uvicorn.run(
         "api.app:create_app",
         factory=True,

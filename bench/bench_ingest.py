@@ -154,14 +154,16 @@ def main() -> None:
             for _ in range(args.runs)
         ]
     else:
-        world = args.world
-        if world is None:
-            world = Path(tempfile.mkdtemp()) / "world"
-            from ingest.generator import generate_world
+        with tempfile.TemporaryDirectory(prefix="jg-bench-ingest-") as scratch:
+            world = args.world
+            if world is None:
+                # A generated world is scratch: it goes when the runs are done.
+                world = Path(scratch) / "world"
+                from ingest.generator import generate_world
 
-            generate_world(world, args.customers, args.seed)
-        header["world"] = str(world)
-        runs = [_child(["--world", str(world)]) for _ in range(args.runs)]
+                generate_world(world, args.customers, args.seed)
+            header["world"] = str(world)
+            runs = [_child(["--world", str(world)]) for _ in range(args.runs)]
     result = dict(header)
     for key, value in runs[0].items():
         if isinstance(value, int | float):
