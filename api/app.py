@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         summary="Graph-based customer journey analytics for telecom operators",
         lifespan=lifespan,
     )
-    app.dependency_overrides[get_settings] = lambda: resolved
+    app.state.settings = resolved
     install_error_handlers(app)
     install_request_id_logging()
     # Outermost first on the way in: every request gets an id before anything can refuse it.

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.bootstrap import open_cell_sentiment, open_feedback
-from api.settings import Settings, get_settings
+from api.settings import Settings
 from engage.cells import CellSentimentRunner
 from engage.feedback import FeedbackService
 from graph import GraphStore
@@ -25,6 +25,17 @@ from journeys.kpis import KpiRunner
 from journeys.milestones import MilestoneService
 from journeys.similarity import SimilarityAnalyzer
 from models.scoring import Predictor
+
+
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with.
+
+    Read from the app's state rather than through ``dependency_overrides``: FastAPI
+    rebuilds every dependency of every route on each request while any override is
+    set, which was a fifth of a cached widget answer's CPU.
+    """
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_store(request: Request) -> GraphStore:
@@ -76,7 +87,7 @@ CellSentimentOpener = Callable[[], AbstractContextManager[CellSentimentRunner]]
 
 
 async def get_feedback(
-    request: Request, settings: Annotated[Settings, Depends(get_settings)]
+    request: Request, settings: Annotated[Settings, Depends(get_app_settings)]
 ) -> FeedbackOpener:
     """Opens the feedback service in the route's own thread.
 
@@ -87,14 +98,14 @@ async def get_feedback(
 
 
 async def get_cell_sentiment(
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: Annotated[Settings, Depends(get_app_settings)],
 ) -> CellSentimentOpener:
     """Opens the cell sentiment runner in the route's own thread (see ``get_feedback``)."""
     return partial(open_cell_sentiment, settings)
 
 
 StoreDep = Annotated[GraphStore, Depends(get_store)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 IngestorDep = Annotated[PushIngestor, Depends(get_ingestor)]
 FrequencyAnalyzerDep = Annotated[FrequencyAnalyzer, Depends(get_frequency_analyzer)]
 SimilarityAnalyzerDep = Annotated[SimilarityAnalyzer, Depends(get_similarity_analyzer)]

@@ -39,9 +39,7 @@ def seed(settings: Settings) -> None:
 
 @pytest.fixture
 def settings(client: TestClient) -> Settings:
-    from api.settings import get_settings
-
-    resolved: Settings = client.app.dependency_overrides[get_settings]()  # type: ignore[attr-defined]
+    resolved: Settings = client.app.state.settings  # type: ignore[attr-defined]
     return resolved
 
 
