@@ -71,14 +71,36 @@ class Lake:
             temporary = folder / f".{part}.parquet.tmp"
             pq.write_table(table.slice(start, stop - start), temporary, compression="zstd")
             os.replace(temporary, final)
+        self._changed()
         return frame.num_rows
 
     def remove_part(self, part: str) -> None:
         """Delete every file of one part (no error if there is none)."""
         if not self.touchpoint_root.exists():
             return
+        removed = False
         for path in self.touchpoint_root.glob(f"month=*/{part}.parquet"):
             path.unlink()
+            removed = True
+        if removed:
+            self._changed()
+
+    @property
+    def change_marker(self) -> Path:
+        """A file replaced after every change to the lake's files.
+
+        Readers that keep a listing of the files (the timelines' freshness check)
+        stat this one file instead of every month folder. It is replaced, not
+        touched, so each change gives it a new inode even within one clock tick.
+        """
+        return self.root / "touchpoints.changed"
+
+    def _changed(self) -> None:
+        marker = self.change_marker
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        temporary = marker.with_name(f".{marker.name}.tmp")
+        temporary.write_bytes(os.urandom(8))
+        os.replace(temporary, marker)
 
     def files(self) -> list[Path]:
         """Every Parquet file of the lake, sorted."""
@@ -173,6 +195,7 @@ class Lake:
     def clear(self) -> None:
         """Remove every file (for tests and full rebuilds)."""
         shutil.rmtree(self.touchpoint_root, ignore_errors=True)
+        self._changed()
 
 
 def _run_bounds(sorted_values: pa.Array[Any]) -> list[tuple[int, int]]:

@@ -121,3 +121,52 @@ def test_rows_need_every_column_and_no_nulls() -> None:
     )
     with pytest.raises(InvalidInput, match="nulls"):
         Timelines.from_table(rows)
+
+
+def test_current_answers_without_waiting_and_only_while_fresh(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    index = TimelineIndex(lake, dict)
+    assert index.current() is None, "nothing loaded yet"
+    lake.append(*frame([("cust:a", "e1", "login", 0)]), "p1", 1)
+    loaded = index.load()
+    assert index.current() is loaded
+    lake.append(*frame([("cust:b", "e2", "bill", 1)]), "p2", 2)
+    assert index.current() is None, "the lake grew: stale until the next load"
+    assert index.current() is None
+    reloaded = index.load()
+    assert "cust:b" in contents(reloaded)
+    assert index.current() is reloaded
+    with index._lock:  # another thread is loading: no waiting for it
+        assert index.current() is None
+
+
+def test_every_change_to_the_lake_replaces_its_change_marker(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    seen: set[bytes] = set()
+
+    def marker() -> bytes:
+        return lake.change_marker.read_bytes()  # a fresh random token each change
+
+    lake.append(*frame([("cust:a", "e1", "login", 0)]), "p1", 1)
+    seen.add(marker())
+    lake.append(*frame([("cust:a", "e2", "login", 0)]), "p2", 2)
+    assert marker() not in seen
+    seen.add(marker())
+    lake.remove_part("p2")
+    assert marker() not in seen
+    seen.add(marker())
+    lake.remove_part("p9")  # nothing there: nothing changed
+    assert marker() in seen
+    lake.clear()
+    assert marker() not in seen
+
+
+def test_a_lake_without_a_marker_is_judged_by_its_folders(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    lake.append(*frame([("cust:a", "e1", "login", 0)]), "p1", 1)
+    lake.change_marker.unlink()  # as a lake written before there was one
+    index = TimelineIndex(lake, dict)
+    assert list(contents(index.load())) == ["cust:a"]
+    lake.append(*frame([("cust:b", "e2", "login", 0)]), "p2", 2)
+    lake.change_marker.unlink()
+    assert list(contents(index.load())) == ["cust:a", "cust:b"]
