@@ -119,7 +119,11 @@ def open_frequency_analyzer(timelines: TimelineIndex) -> FrequencyAnalyzer:
     from journeys.frequency import FrequencyAnalyzer
     from journeys.segments import segment_lookup
 
-    return FrequencyAnalyzer(timelines.load, segment_lookup(timelines.lake, timelines.merge_map))
+    return FrequencyAnalyzer(
+        timelines.load,
+        segment_lookup(timelines.lake, timelines.merge_map),
+        current=timelines.current,
+    )
 
 
 def open_kpi_runner(settings: Settings) -> KpiRunner:

@@ -216,13 +216,35 @@ class FrequencyAnalyzer:
         timelines: Callable[[], Timelines],
         segments: SegmentLookup | None = None,
         cache_size: int = 256,
+        current: Callable[[], Timelines | None] | None = None,
     ) -> None:
         self.timelines = timelines
         self.segments = segments
         self.cache_size = cache_size
+        self.current = current
         self._answers: OrderedDict[str, FrequencyResult] = OrderedDict()
         self._answered_on: Timelines | None = None
         self._lock = threading.Lock()
+        self._counting: dict[str, threading.Lock] = {}
+
+    def cached(self, query: FrequencyQuery | VariantQuery) -> FrequencyResult | None:
+        """The answer counted last time if the timelines are still current; None (without
+        waiting or counting anything) otherwise, or when no ``current`` was given.
+
+        The service answers repeated widget queries with this on its event loop, and
+        sends only the rest to a thread for ``run``.
+        """
+        timelines = self.current() if self.current is not None else None
+        if timelines is None:
+            return None
+        key = f"{type(query).__name__}:{query.model_dump_json()}"
+        with self._lock:
+            if self._answered_on is not timelines:
+                return None
+            cached = self._answers.get(key)
+            if cached is not None:
+                self._answers.move_to_end(key)
+            return cached
 
     def run(self, query: FrequencyQuery | VariantQuery) -> FrequencyResult:
         """Count the journeys a query asks for (or return the answer counted last time)."""
@@ -236,12 +258,27 @@ class FrequencyAnalyzer:
             if cached is not None:
                 self._answers.move_to_end(key)
                 return cached
-        result = self._count(timelines, query)
-        with self._lock:
-            if self._answered_on is timelines and self.cache_size > 0:
-                self._answers[key] = result
-                while len(self._answers) > self.cache_size:
-                    self._answers.popitem(last=False)
+            gate = self._counting.setdefault(key, threading.Lock())
+        # One count of a query at a time: a dashboard opened by many at once asks the
+        # same new query many times before the first answer is in, and counting it
+        # once each took seconds where once for all takes a fraction of one.
+        with gate:
+            with self._lock:
+                cached = self._answers.get(key) if self._answered_on is timelines else None
+            if cached is not None:
+                return cached
+            try:
+                result = self._count(timelines, query)
+            except BaseException:
+                with self._lock:
+                    self._counting.pop(key, None)
+                raise
+            with self._lock:
+                self._counting.pop(key, None)
+                if self._answered_on is timelines and self.cache_size > 0:
+                    self._answers[key] = result
+                    while len(self._answers) > self.cache_size:
+                        self._answers.popitem(last=False)
         return result
 
     def _count(self, timelines: Timelines, query: FrequencyQuery | VariantQuery) -> FrequencyResult:

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import FrequencyAnalyzerDep
 from journeys.frequency import (
     CustomerList,
     DrillDown,
+    FrequencyAnalyzer,
     FrequencyQuery,
     FrequencyResult,
     VariantQuery,
 )
 
 router = APIRouter(prefix="/journeys", tags=["journeys"])
+
+
+async def answer(
+    analyzer: FrequencyAnalyzer, query: FrequencyQuery | VariantQuery
+) -> FrequencyResult:
+    """A repeated query's answer straight from the cache, on the event loop; anything
+    else counted in a thread. Dashboards ask the same few queries over and over, and
+    the hand-off to a thread (and the locking it brings) was most of such an answer."""
+    cached = analyzer.cached(query)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(analyzer.run, query)
 
 
 class FrequencyDrillDown(BaseModel):
@@ -27,9 +41,9 @@ class FrequencyDrillDown(BaseModel):
 
 
 @router.post("/frequency", response_model=FrequencyResult)
-def frequency(query: FrequencyQuery, analyzer: FrequencyAnalyzerDep) -> FrequencyResult:
+async def frequency(query: FrequencyQuery, analyzer: FrequencyAnalyzerDep) -> FrequencyResult:
     """The most frequent journeys from (or to) an event type, with step counts and links."""
-    return analyzer.run(query)
+    return await answer(analyzer, query)
 
 
 @router.post("/frequency/customers", response_model=CustomerList)
@@ -41,6 +55,6 @@ def frequency_customers(
 
 
 @router.post("/variants", response_model=FrequencyResult)
-def variants(query: VariantQuery, analyzer: FrequencyAnalyzerDep) -> FrequencyResult:
+async def variants(query: VariantQuery, analyzer: FrequencyAnalyzerDep) -> FrequencyResult:
     """Whole timelines counted as variants (each customer's full sequence of event types)."""
-    return analyzer.run(query)
+    return await answer(analyzer, query)

@@ -23,6 +23,7 @@ from api.deps import (
     MilestonesDep,
     StoreDep,
 )
+from api.routes.journeys import answer
 from api.schemas import IdentifierOut, TouchpointOut
 from api.security import Principal, widget_principal
 from engage.cells import CellSentimentQuery, CellSentimentReport
@@ -130,19 +131,21 @@ def _encoded(result: FrequencyResult) -> Response:
 
 
 @router.get("/sankey/data", response_model=FrequencyResult)
-def sankey_data(
+async def sankey_data(
     params: JourneyParams, principal: Access, analyzer: FrequencyAnalyzerDep
 ) -> Response:
     """The Sankey's journeys from (or to) an event, with the links between steps."""
-    return _encoded(analyzer.run(_frequency_query(_locked(principal, "sankey", params))))
+    query = _frequency_query(_locked(principal, "sankey", params))
+    return _encoded(await answer(analyzer, query))
 
 
 @router.get("/journey-table/data", response_model=FrequencyResult)
-def journey_table_data(
+async def journey_table_data(
     params: JourneyParams, principal: Access, analyzer: FrequencyAnalyzerDep
 ) -> Response:
     """The journey table's top journeys from (or to) an event."""
-    return _encoded(analyzer.run(_frequency_query(_locked(principal, "journey-table", params))))
+    query = _frequency_query(_locked(principal, "journey-table", params))
+    return _encoded(await answer(analyzer, query))
 
 
 class DrillIn(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +15,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from graph.errors import InvalidInput
-from journeys.frequency import DrillDown, FrequencyAnalyzer, FrequencyQuery, VariantQuery
+from journeys.frequency import (
+    DrillDown,
+    FrequencyAnalyzer,
+    FrequencyQuery,
+    FrequencyResult,
+    VariantQuery,
+)
 from journeys.timelines import Timelines
 from tests.unit.journeys import reference
 from tests.unit.journeys.reference import Row
@@ -273,3 +282,70 @@ def test_answers_are_kept_until_the_timelines_change() -> None:
     assert analyzer.run(query) == first
     current[0] = Timelines.from_table(reference.rows_table(later))
     assert analyzer.run(query).total_customers == 2, "new timelines are counted afresh"
+
+
+def test_a_query_asked_many_times_at_once_is_counted_once() -> None:
+    rows = [
+        Row("cust:a", "e1", "bill", "app", "billing", T0),
+        Row("cust:a", "e2", "call", "care", "care", T0 + 1000),
+    ]
+    timelines = Timelines.from_table(reference.rows_table(rows))
+    analyzer = FrequencyAnalyzer(lambda: timelines)
+    counted = []
+    started = threading.Event()
+    release = threading.Event()
+    count = analyzer._count
+
+    def slow_count(*args: Any) -> FrequencyResult:
+        counted.append(1)
+        started.set()
+        release.wait(5)
+        return count(*args)
+
+    analyzer._count = slow_count  # type: ignore[method-assign]
+    with ThreadPoolExecutor(4) as pool:
+        answers = [pool.submit(analyzer.run, FrequencyQuery(anchor="bill")) for _ in range(4)]
+        assert started.wait(5)
+        time.sleep(0.05)  # the other three are waiting behind the first count
+        release.set()
+        results = [answer.result(5) for answer in answers]
+    assert len(counted) == 1
+    assert all(result is results[0] for result in results)
+
+
+def test_a_count_that_fails_lets_the_next_ask_count_again() -> None:
+    timelines = Timelines.from_table(
+        reference.rows_table([Row("cust:a", "e1", "bill", "app", "billing", T0)])
+    )
+    analyzer = FrequencyAnalyzer(lambda: timelines)
+    count = analyzer._count
+    failures = iter([RuntimeError("disk went away")])
+
+    def flaky(*args: Any) -> FrequencyResult:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return count(*args)
+
+    analyzer._count = flaky  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="disk went away"):
+        analyzer.run(FrequencyQuery(anchor="bill"))
+    assert analyzer.run(FrequencyQuery(anchor="bill")).total_journeys == 1
+
+
+def test_cached_answers_only_what_was_counted_on_current_timelines() -> None:
+    rows = [Row("cust:a", "e1", "bill", "app", "billing", T0)]
+    current: list[Timelines | None] = [Timelines.from_table(reference.rows_table(rows))]
+    loaded = current[0]
+    assert loaded is not None
+    analyzer = FrequencyAnalyzer(lambda: loaded, current=lambda: current[0])
+    query = FrequencyQuery(anchor="bill")
+    assert analyzer.cached(query) is None, "nothing counted yet"
+    answer = analyzer.run(query)
+    assert analyzer.cached(query) is answer
+    assert analyzer.cached(FrequencyQuery(anchor="bill", top=3)) is None
+    current[0] = None  # stale, or being rebuilt
+    assert analyzer.cached(query) is None
+    current[0] = Timelines.from_table(reference.rows_table(rows))
+    assert analyzer.cached(query) is None, "answers of older timelines are not served"
+    assert FrequencyAnalyzer(lambda: loaded).cached(query) is None, "no current: no fast path"
