@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         owned = store is None
         app.state.guard = open_guard(resolved)
         app.state.store = store if store is not None else open_store(resolved)
+        app.state.store.warm()
         app.state.ingestor = open_push_ingestor(resolved, app.state.store)
         app.state.timelines = open_timelines(resolved)
         app.state.frequency = open_frequency_analyzer(app.state.timelines)

@@ -515,6 +515,12 @@ class GraphStore(abc.ABC):
         """Raise ``GraphUnavailable`` unless the store answers a trivial query."""
         self._ping()
 
+    def warm(self) -> None:
+        """Ask the backend to bring its data into memory ahead of requests, in the
+        background (a service does this at start-up). Nothing by default: a remote
+        server keeps its own caches."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
