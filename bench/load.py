@@ -30,6 +30,10 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 DEFAULT_TIMEOUT: Final = 10.0
+KEEP_ALIVE_S: Final = 4.0
+"""A connection idle this long is not reused: uvicorn closes idle ones after 5 s. The
+pool is a stack (the most recently used first), so after a burst opened many, those at
+the bottom sat idle that long and a request sent on one met a closing socket."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = time.perf_counter()
 
     async def exchange(self, payload: bytes) -> tuple[int, bool]:
         """Send ``payload``; read the answer; (status, whether the server keeps the line)."""
@@ -170,8 +175,13 @@ class _Client:
             self.idle.put_nowait(await self.connect())
 
     async def acquire(self, max_connections: int) -> _Connection:
-        if not self.idle.empty() or self.opened >= max_connections:
-            return await self.idle.get()
+        while not self.idle.empty() or self.opened >= max_connections:
+            connection = await self.idle.get()
+            if time.perf_counter() - connection.idle_since < KEEP_ALIVE_S:
+                return connection
+            # The server may be closing it right now: a request sent on it would fail
+            # for the client's sake, not the server's (as HTTP client pools do).
+            self._drop(connection)
         return await self.connect()
 
     async def send(self, request: Request, scheduled: float, max_connections: int) -> None:
@@ -197,6 +207,7 @@ class _Client:
         result.completed += 1
         result.statuses[status] += 1
         if keep:
+            connection.idle_since = time.perf_counter()
             self.idle.put_nowait(connection)
         else:
             self._drop(connection)

@@ -16,8 +16,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default 5 drops the warm-up's burst of connections
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler or _Handler)
         self.served: dict[str, int] = {}
         self.lock = threading.Lock()
         self.stall_once = threading.Event()
@@ -41,6 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.served[path] = self.server.served.get(path, 0) + 1
         if path == "/slow":
             time.sleep(0.02)
+        if path == "/hold":
+            time.sleep(0.2)
         if path == "/stall" and self.server.stall_once.is_set():
             self.server.stall_once.clear()
             time.sleep(0.3)
@@ -131,6 +133,34 @@ def test_a_refused_connection_is_an_error_not_a_crash() -> None:
     assert result.sent == 2
     assert result.completed == 0
     assert result.errors == {"ConnectionRefusedError": 2}
+
+
+class _ShortKeepAlive(_Handler):
+    timeout = 0.3  # closes a connection idle this long, as uvicorn does after 5 s
+
+
+def test_connections_idle_past_the_keep_alive_are_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bench.load.KEEP_ALIVE_S", 0.2)
+    running = _Server(_ShortKeepAlive)
+    threading.Thread(target=running.serve_forever, daemon=True).start()
+
+    def requests(number: int) -> Request:
+        # A burst of slow requests opens several connections; quick ones then use only
+        # the top of the stack, so the rest idle past the server's 0.3 s; a second
+        # burst needs them again.
+        return Request("GET", "/hold" if number < 8 or 40 <= number < 48 else "/ok")
+
+    try:
+        result = run(
+            open_loop("127.0.0.1", _port(running), requests, 40, 1.5, warm_connections=1)
+        )
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert result.completed == 60
+    assert not result.errors
 
 
 def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
