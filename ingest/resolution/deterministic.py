@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,7 @@ CREATE TABLE IF NOT EXISTS links (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_CHUNK: Final = 900  # values an IN (...) query binds at once
 _CUSTOMER_PREFIX: Final = ID_PREFIX[VertexLabel.CUSTOMER]
 _IDENTIFIER_PREFIX: Final = ID_PREFIX[VertexLabel.IDENTIFIER]
 
@@ -136,12 +138,84 @@ class Resolution:
     merges: dict[str, str]
 
 
+class _ReadThrough(dict[Any, Any]):
+    """A dict holding part of a table: a key it lacks is looked up in the table and kept.
+
+    ``fetch`` takes keys and returns the entries it found for them. A key looked up
+    and not found (``absent``) is not asked for again; neither is one removed here
+    (``pop``), which stays removed until a commit deletes it from the table too.
+    Iterating and ``len`` see only what is held.
+    """
+
+    def __init__(self, fetch: Callable[[list[Any]], dict[Any, Any]]) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self.absent: set[Any] = set()
+
+    def holds(self, key: Any) -> bool:
+        """Whether the entry is here or known not to exist (no lookup either way)."""
+        return dict.__contains__(self, key) or key in self.absent
+
+    def prefetch(self, keys: Iterable[Any]) -> None:
+        """Look up every key not held yet, in one go."""
+        wanted = list({key for key in keys if not self.holds(key)})
+        if not wanted:
+            return
+        found = self._fetch(wanted)
+        for key, value in found.items():
+            dict.__setitem__(self, key, value)
+        self.absent.update(key for key in wanted if key not in found)
+
+    def _look_up(self, key: Any) -> bool:
+        if self.holds(key):
+            return dict.__contains__(self, key)
+        self.prefetch([key])
+        return dict.__contains__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return self._look_up(key)
+
+    def __missing__(self, key: Any) -> Any:
+        if key not in self.absent and self._look_up(key):
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return dict.__getitem__(self, key) if self._look_up(key) else default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.absent.discard(key)
+        dict.__setitem__(self, key, value)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if not self._look_up(key):
+            self[key] = default
+        return dict.__getitem__(self, key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._look_up(key)
+        self.absent.add(key)
+        return dict.pop(self, key, *default)
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.absent.clear()
+
+
 class IdentityIndex:
     """Which customer holds each identifier, hubs, holders, merges: the resolver's memory.
 
-    Held in memory and written through to a SQLite file on ``commit``; ``path=None``
-    keeps it in memory only (tests, one-off evaluation runs).
+    A SQLite file, read through: the identifiers, customers and links a batch names
+    are fetched when first needed (the resolver prefetches each batch's in a few
+    queries) and kept, and changes are written on ``commit``. The merge map is held
+    whole (merges are few and every reader of the lake needs them). Past
+    ``CACHE_LIMIT`` identifiers held, a commit lets go of everything clean, so the
+    memory a long stream or a large store needs stays bounded: holding all of a
+    1M-customer index took 25 s to load and several GB. ``path=None`` keeps it in
+    memory only (tests, one-off evaluation runs).
     """
+
+    CACHE_LIMIT: Final = 500_000
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -151,35 +225,89 @@ class IdentityIndex:
         self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.executescript(_SCHEMA)
-        self.keys: dict[str, _Key] = {}
-        self.created: dict[str, int] = {}
+        self.keys: dict[str, _Key] = _ReadThrough(self._fetch_keys)
+        self.created: dict[str, int] = _ReadThrough(self._fetch_created)
         self.merged_into: dict[str, str] = {}
-        self.links: dict[tuple[str, str], Link] = {}
-        self._links_of: dict[str, set[str]] = {}
+        self.links: dict[tuple[str, str], Link] = _ReadThrough(self._fetch_links)
+        self._links_of: dict[str, set[str]] = _ReadThrough(self._fetch_links_of)
         self._reasons: dict[str, str] = {}
         self._dirty_keys: set[str] = set()
         self._dirty_customers: set[str] = set()
         self._dirty_links: set[tuple[str, str]] = set()
+        self._next_created = 0
         self._load()
 
     def _load(self) -> None:
-        for key, customer, anchors, hub, holder, holder_ts in self._db.execute(
-            "SELECT key, customer, anchors, hub, holder, holder_ts FROM keys"
+        for customer, merged_into in self._db.execute(
+            "SELECT customer, merged_into FROM customers WHERE merged_into IS NOT NULL"
         ):
-            self.keys[key] = _Key(
-                customer, set(anchors.split("\x1f")) - {""}, bool(hub), holder, holder_ts
+            self.merged_into[customer] = merged_into
+        (highest,) = self._db.execute("SELECT max(created) FROM customers").fetchone()
+        self._next_created = 0 if highest is None else int(highest) + 1
+
+    def _select(self, sql: str, values: list[Any]) -> list[tuple[Any, ...]]:
+        """``sql`` (with ``IN ({marks})``) over ``values``, in chunks under SQLite's limit."""
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            rows += self._db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        return rows
+
+    def _fetch_keys(self, keys: list[str]) -> dict[str, _Key]:
+        return {
+            key: _Key(customer, set(anchors.split("\x1f")) - {""}, bool(hub), holder, holder_ts)
+            for key, customer, anchors, hub, holder, holder_ts in self._select(
+                "SELECT key, customer, anchors, hub, holder, holder_ts FROM keys "
+                "WHERE key IN ({marks})",
+                keys,
             )
-        for customer, created, merged_into in self._db.execute(
-            "SELECT customer, created, merged_into FROM customers"
+        }
+
+    def _fetch_created(self, customers: list[str]) -> dict[str, int]:
+        return dict(
+            self._select(
+                "SELECT customer, created FROM customers WHERE customer IN ({marks})", customers
+            )
+        )
+
+    def _fetch_links_of(self, customers: list[str]) -> dict[str, set[str]]:
+        """Each customer's identifiers; their links come along into ``links``."""
+        links = cast(_ReadThrough, self.links)
+        found: dict[str, set[str]] = {}
+        for customer, key, rule, method, score, first, last in self._select(
+            "SELECT customer, key, rule, method, score, first_seen, last_seen FROM links "
+            "WHERE customer IN ({marks})",
+            customers,
         ):
-            self.created[customer] = created
-            if merged_into is not None:
-                self.merged_into[customer] = merged_into
-        for customer, key, rule, method, score, first, last in self._db.execute(
-            "SELECT customer, key, rule, method, score, first_seen, last_seen FROM links"
-        ):
-            self.links[(customer, key)] = Link(rule, method, score, first, last)
-            self._links_of.setdefault(customer, set()).add(key)
+            pair = (customer, key)
+            if pair in links.absent:
+                continue  # removed here, not committed yet
+            if not dict.__contains__(links, pair):
+                dict.__setitem__(links, pair, Link(rule, method, score, first, last))
+            found.setdefault(customer, set()).add(key)
+        return found
+
+    def _fetch_links(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Link]:
+        owners = cast(_ReadThrough, self._links_of)
+        # A customer whose identifiers are held has no other links in the table.
+        unknown = [pair for pair in pairs if not owners.holds(pair[0])]
+        if not unknown:
+            return {}
+        owners.prefetch(customer for customer, _ in unknown)
+        links = cast(_ReadThrough, self.links)
+        return {
+            pair: dict.__getitem__(links, pair)
+            for pair in unknown
+            if dict.__contains__(links, pair)
+        }
+
+    def prefetch(self, keys: Iterable[str] = (), customers: Iterable[str] = ()) -> None:
+        """Fetch what resolving a batch will ask of these identifiers and customers, in a
+        few queries rather than one each."""
+        cast(_ReadThrough, self.keys).prefetch(keys)
+        wanted = list(customers)
+        cast(_ReadThrough, self.created).prefetch(wanted)
+        cast(_ReadThrough, self._links_of).prefetch(wanted)
 
     # --- reads ------------------------------------------------------------
 
@@ -200,8 +328,10 @@ class IdentityIndex:
         return key is not None and key.hub
 
     def customers(self) -> list[str]:
-        """Every live customer id (merged ones excluded)."""
-        return [c for c in self.created if c not in self.merged_into]
+        """Every live customer id (merged ones excluded), in the order they were founded."""
+        stored = dict(self._db.execute("SELECT customer, created FROM customers").fetchall())
+        stored |= {c: self.created[c] for c in self._dirty_customers}
+        return [c for c in sorted(stored, key=stored.__getitem__) if c not in self.merged_into]
 
     def merge_map(self) -> dict[str, str]:
         """Every merged customer id and the survivor it resolves to now."""
@@ -223,7 +353,8 @@ class IdentityIndex:
     def found(self, customer: str) -> None:
         """Record a new customer (its creation order decides who survives a merge)."""
         if customer not in self.created:
-            self.created[customer] = len(self.created)
+            self.created[customer] = self._next_created
+            self._next_created += 1
             self._dirty_customers.add(customer)
 
     def merge(self, loser: str, survivor: str, reason: str) -> None:
@@ -304,6 +435,14 @@ class IdentityIndex:
         self._dirty_keys.clear()
         self._dirty_customers.clear()
         self._dirty_links.clear()
+        self._reasons.clear()
+        if len(self.keys) > self.CACHE_LIMIT or len(self.links) > self.CACHE_LIMIT:
+            self._shed()
+
+    def _shed(self) -> None:
+        """Let go of every entry held (all written): the table has them."""
+        for held in (self.keys, self.created, self.links, self._links_of):
+            held.clear()
 
     def _key_row(self, key: str) -> tuple[Any, ...]:
         entry = self.keys[key]
@@ -311,12 +450,9 @@ class IdentityIndex:
         return (key, entry.customer, anchors, int(entry.hub), entry.holder, entry.holder_ts)
 
     def rollback(self) -> None:
-        """Forget uncommitted changes by reloading the committed state."""
-        self.keys.clear()
-        self.created.clear()
+        """Forget uncommitted changes: what is held again comes from the table."""
+        self._shed()
         self.merged_into.clear()
-        self.links.clear()
-        self._links_of.clear()
         self._reasons.clear()
         self._dirty_keys.clear()
         self._dirty_customers.clear()
@@ -354,6 +490,7 @@ class DeterministicResolver:
         pairs = _row_keys(frame)
         codes, distinct = pd.factorize(pd.Series(pairs.keys, dtype=object))
         keys = [str(key) for key in distinct]
+        self.index.prefetch(keys=keys)
         anchor_codes = self._anchor_codes(frame, pairs.rows, codes, keys, rows)
         self._update_hubs(pairs.rows, codes, keys, anchor_codes)
 
@@ -362,6 +499,7 @@ class DeterministicResolver:
         stitching = ~hub[codes] if len(codes) else np.zeros(0, bool)
         owners = [None if hub[i] else index.customer_of(key) for i, key in enumerate(keys)]
         owner_codes, owner_ids = pd.factorize(pd.Series(owners, dtype=object))
+        index.prefetch(customers=[str(owner) for owner in owner_ids])
         key_nodes = rows + np.arange(len(keys))
         owned = owner_codes >= 0
         sources = np.concatenate([pairs.rows[stitching], key_nodes[owned]])
@@ -394,6 +532,7 @@ class DeterministicResolver:
         for row in np.flatnonzero(pd.isna(customers)).tolist():
             event = frame.column("event_id")[row].as_py()
             customers[row] = self._found(new_customer_id(f"event:{event}"), created)
+        index.prefetch(customers=pd.unique(customers).tolist())
         links = self._record(pairs.rows, codes, keys, hub, customers, ts)
         return Resolution(pa.array(customers.tolist(), pa.string()), links, created, merges)
 

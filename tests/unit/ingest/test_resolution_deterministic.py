@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,70 @@ def test_the_merge_map_file_is_read_again_only_after_a_change(tmp_path: Path) ->
     index.commit()
     assert merges() == {"cust:a": "cust:c", "cust:b": "cust:c"}
     assert MergeMapFile(tmp_path / "absent.sqlite")() == {}
+
+
+def _random_batches(seed: int, batches: int, size: int) -> list[pa.Table]:
+    """Batches of rows naming lines, emails, cookies and accounts drawn from small pools,
+    so later batches keep meeting, merging and sharing what earlier ones founded."""
+    rng = random.Random(seed)
+    kinds = {
+        "msisdn": [f"+4477009{n:05d}" for n in range(40)],
+        "email": [f"p{n}@example.com" for n in range(30)],
+        "cookie": [f"c-{n}" for n in range(25)],
+        "account": [f"acc-{n}" for n in range(12)],
+    }
+    tables = []
+    for batch in range(batches):
+        rows = []
+        for number in range(size):
+            row: dict[str, Any] = {"event_id": f"e{batch}-{number}", "hours": batch * size + number}
+            for kind, pool in kinds.items():
+                if rng.random() < 0.45:
+                    row[kind] = rng.choice(pool)
+            rows.append(row)
+        tables.append(frame(*rows))
+    return tables
+
+
+def _resolve_all(index: IdentityIndex, batches: list[pa.Table]) -> list[list[str]]:
+    resolver = DeterministicResolver(index)
+    assigned = []
+    for table in batches:
+        assigned.append(resolver.resolve(table).customers.to_pylist())
+        index.commit()
+    return assigned
+
+
+def test_an_index_that_lets_go_of_its_memory_resolves_as_one_that_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = _random_batches(seed=3, batches=12, size=25)
+    holding = IdentityIndex(tmp_path / "holding.sqlite")
+    expected = _resolve_all(holding, batches)
+    monkeypatch.setattr(IdentityIndex, "CACHE_LIMIT", 0)  # let go after every commit
+    shedding = IdentityIndex(tmp_path / "shedding.sqlite")
+    assert _resolve_all(shedding, batches) == expected
+    assert shedding.merge_map() == holding.merge_map()
+    assert shedding.merge_map(), "the batches were meant to merge customers"
+    assert shedding.customers() == holding.customers()
+    for customer in holding.customers():
+        assert shedding.links_of(customer) == holding.links_of(customer)
+    # And a fresh process over the same file (nothing held at all) agrees too.
+    reopened = IdentityIndex(tmp_path / "shedding.sqlite")
+    for customer in holding.customers():
+        assert reopened.links_of(customer) == holding.links_of(customer)
+
+
+def test_a_lookup_of_what_the_table_lacks_is_asked_once(tmp_path: Path) -> None:
+    index = IdentityIndex(tmp_path / "identity.sqlite")
+    DeterministicResolver(index).resolve(frame({"event_id": "a1", "msisdn": ANN}))
+    index.commit()
+    reopened = IdentityIndex(tmp_path / "identity.sqlite")
+    statements: list[str] = []
+    reopened._db.set_trace_callback(statements.append)
+    reopened.prefetch(keys=[f"id:msisdn:{ANN}", "id:msisdn:+0"], customers=["cust:none"])
+    assert reopened.customer_of(f"id:msisdn:{ANN}") is not None
+    assert reopened.customer_of("id:msisdn:+0") is None
+    assert "cust:none" not in reopened.created
+    assert reopened.links_of("cust:none") == {}
+    assert len(statements) == 3, statements  # the three prefetches, nothing after
