@@ -954,6 +954,28 @@ class EmbeddedStore(GraphStore):
         properties = decode_many([row[3] for row in rows])
         return [Vertex(row[0], row[1], props) for row, props in zip(rows, properties, strict=True)]
 
+    def _touchpoint_times(self, customers: list[str]) -> pa.Table:
+        rows: list[tuple[str, str, int | None]] = []
+        code = _EDGE_LABEL_CODES[EdgeLabel.PERFORMED]
+        with self._translate("touchpoint times"):
+            connection = self._reader()
+            for chunk in _chunks(customers):
+                rows += connection.execute(
+                    "SELECT c.id, v.id, v.ts FROM vertices c"
+                    " JOIN edges e ON e.src = c.rid AND e.label = ?"
+                    " JOIN vertices v ON v.rid = e.dst"
+                    f" WHERE c.id IN ({_marks(chunk)})",
+                    [code, *chunk],
+                ).fetchall()
+        owners, ids, times = zip(*rows, strict=True) if rows else ((), (), ())
+        return pa.table(
+            {
+                "customer": pa.array(owners, pa.string()),
+                "id": pa.array(ids, pa.string()),
+                "ts": pa.array(times, pa.int64()).cast(pa.timestamp("us", "UTC")),
+            }
+        )
+
     def _count_vertices(self, label: VertexLabel | None) -> int:
         with self._translate("count"):
             if label is None:

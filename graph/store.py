@@ -467,6 +467,38 @@ class GraphStore(abc.ABC):
             raise UnknownCustomer(f"customer {customer!r} is not in the graph")
         return self._timeline(customer, start, end, limit)
 
+    def touchpoint_times(self, customers: Sequence[str]) -> pa.Table:
+        """Every touchpoint of these customers: ``customer``, ``id`` and ``ts`` (a UTC
+        timestamp in microseconds), in no particular order. Unknown customers have none.
+
+        What relinking a few customers' NEXT chains reads; a backend answers it in
+        bulk where it can (by default, one ``timeline`` each).
+        """
+        for customer in customers:
+            check_vertex_id(VertexLabel.CUSTOMER, customer)
+        return self._touchpoint_times(list(dict.fromkeys(customers)))
+
+    def _touchpoint_times(self, customers: list[str]) -> pa.Table:
+        owners: list[str] = []
+        ids: list[str] = []
+        times: list[datetime | None] = []
+        for customer in customers:
+            try:
+                found = self.timeline(customer)
+            except UnknownCustomer:
+                continue
+            for vertex in found:
+                owners.append(customer)
+                ids.append(vertex.id)
+                times.append(vertex.properties.get("ts"))  # type: ignore[arg-type]
+        return pa.table(
+            {
+                "customer": pa.array(owners, pa.string()),
+                "id": pa.array(ids, pa.string()),
+                "ts": pa.array(times, pa.timestamp("us", "UTC")),
+            }
+        )
+
     def count(self, label: str | None = None) -> int:
         """Number of vertices (of one label, or all) in the store."""
         return self._count_vertices(vertex_label(label) if label else None)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -316,3 +317,61 @@ def relink_chains(
     if fresh.num_rows:
         store.upsert_edge_table(EdgeLabel.NEXT, fresh)
     return fresh.num_rows, removed
+
+
+def link_appended(
+    store: GraphStore, customers: Iterable[str], appended: set[str]
+) -> tuple[int, int]:
+    """Relink the NEXT chains of ``customers`` after touchpoints ``appended`` (ids) were
+    added to them and nothing else changed; returns (added, removed).
+
+    The chain the graph holds is that of each customer's touchpoints without the
+    appended ones, so the difference is read from the graph alone: a push of 1,000
+    events reads its 800-odd customers' touchpoints, where ``relink_chains`` scans the
+    whole lake (seconds at a million customers). The same chains as ``relink_chains``
+    under the same conditions.
+    """
+    wanted = sorted(set(customers))
+    if not wanted:
+        return 0, 0
+    found = store.touchpoint_times(wanted).sort_by(
+        [("customer", "ascending"), ("ts", "ascending"), ("id", "ascending")]
+    )
+    now = _chain(found)
+    gone = pa.array(sorted(appended), pa.string())
+    earlier = found.filter(pc.invert(pc.is_in(found.column("id"), gone)))
+    then = _chain(earlier)
+    fresh = sorted(now - then)
+    linked_now = {(source, target) for source, target, _ in now}
+    stale = sorted({(source, target) for source, target, _ in then} - linked_now)
+    removed = store.delete_edges(EdgeLabel.NEXT, stale) if stale else 0
+    if fresh:
+        sources, targets, gaps = zip(*fresh, strict=True)
+        store.upsert_edge_table(
+            EdgeLabel.NEXT,
+            pa.table(
+                {
+                    "source": pa.array(sources, pa.string()),
+                    "target": pa.array(targets, pa.string()),
+                    "dt_seconds": pa.array(gaps, pa.float64()),
+                }
+            ),
+        )
+    return len(fresh), removed
+
+
+def _chain(touchpoints: pa.Table) -> set[tuple[str, str, float]]:
+    """(touchpoint, next touchpoint, seconds between) of touchpoints sorted by customer
+    and time: what ``_CHAIN_SQL`` computes from the lake."""
+    if touchpoints.num_rows < 2:
+        return set()
+    owners = touchpoints.column("customer")
+    same = pc.equal(owners.slice(1), owners.slice(0, len(owners) - 1)).to_numpy(
+        zero_copy_only=False
+    )
+    ids = np.asarray(touchpoints.column("id").to_pylist(), dtype=object)
+    micros = pc.cast(touchpoints.column("ts"), pa.int64()).to_numpy(zero_copy_only=False)
+    gaps = (micros[1:] - micros[:-1]) / 1_000_000
+    return set(
+        zip(ids[:-1][same].tolist(), ids[1:][same].tolist(), gaps[same].tolist(), strict=True)
+    )

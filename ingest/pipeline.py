@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from graph import GraphStore
 from graph.errors import InvalidInput
 from ingest.frame import FrameBatch, QuarantinedRow
-from ingest.frame_writer import FrameWriter, relink_chains
+from ingest.frame_writer import FrameWriter, link_appended, relink_chains
 from ingest.lake import Lake
 from ingest.mapping import SourceMapping
 from ingest.quarantine import QuarantineWriter
@@ -187,6 +187,9 @@ class Ingestor:
         self.incremental: BatchLinker | None = None
         """An optional probabilistic stage run on every batch (see ``resolver``)."""
         self._affected: set[str] = set()
+        # The last batch written, when it merged nobody: (its number, its customers,
+        # its touchpoint ids). ``link_chains`` links just those if nothing else changed.
+        self._appended: tuple[int, set[str], set[str]] | None = None
 
     @property
     def quarantine_dir(self) -> Path:
@@ -317,14 +320,22 @@ class Ingestor:
                     customers, links, merges = self._after_merges(customers, links, merges, more)
             self.writer.merge(merges)
             self.writer.write(frame, customers, links)
-            self.lake.append(frame, customers, part, self.state.next_batch())
+            number = self.state.next_batch()
+            self.lake.append(frame, customers, part, number)
             self.index.commit()
         except BaseException:
             self.index.rollback()
+            self._appended = None
             raise
         summary.customers_created = len(resolution.created)
         summary.customers_merged = len(merges)
-        self._affected.update(str(c) for c in pc.unique(customers).to_pylist())
+        touched = {str(c) for c in pc.unique(customers).to_pylist()}
+        self._appended = (
+            (number, touched, {f"tp:{event}" for event in frame.column("event_id").to_pylist()})
+            if not merges
+            else None
+        )
+        self._affected.update(touched)
         self._affected.update(merges.values())
         return summary
 
@@ -384,12 +395,23 @@ class Ingestor:
         before_map: dict[str, str] = json.loads(self.state.get("chain_map", "{}"))
         now_batch = int(self.state.get("batch", "0"))
         after_map = self.index.merge_map()
-        touched = self._affected | self.lake.customers_since(watermark)
-        touched |= {s for loser, s in after_map.items() if before_map.get(loser) != s}
-        affected = {self.index.survivor(c) for c in touched}
-        added, removed = relink_chains(
-            self.store, self.lake, affected, (watermark, before_map), after_map
-        )
+        appended, self._appended = self._appended, None
+        if (
+            appended is not None
+            and appended[0] == now_batch == watermark + 1
+            and after_map == before_map
+            and self._affected <= appended[1]
+        ):
+            # Only the last batch since the chains were linked, and it merged nobody:
+            # its customers' chains gain its touchpoints, read from the graph.
+            added, removed = link_appended(self.store, self._affected, appended[2])
+        else:
+            touched = self._affected | self.lake.customers_since(watermark)
+            touched |= {s for loser, s in after_map.items() if before_map.get(loser) != s}
+            affected = {self.index.survivor(c) for c in touched}
+            added, removed = relink_chains(
+                self.store, self.lake, affected, (watermark, before_map), after_map
+            )
         self.state.put("chain_batch", str(now_batch))
         self.state.put("chain_map", json.dumps(after_map))
         self._affected.clear()

@@ -208,6 +208,36 @@ def test_timeline_of_customer_without_touchpoints_is_empty(store: GraphStore) ->
     assert store.timeline("cust:quiet") == []
 
 
+def test_touchpoint_times_of_several_customers_match_their_timelines(
+    store: GraphStore,
+) -> None:
+    alice, bob = alice_and_bob(store)
+    store.upsert_vertices("Customer", [("cust:quiet", {})])
+    found = store.touchpoint_times([bob.customer, alice.customer, "cust:quiet", "cust:nobody"])
+    assert found.schema.field("ts").type == pa.timestamp("us", "UTC")
+    got = sorted(
+        zip(
+            found.column("customer").to_pylist(),
+            found.column("id").to_pylist(),
+            found.column("ts").to_pylist(),
+            strict=True,
+        )
+    )
+    expected = sorted(
+        (customer, vertex.id, vertex.properties["ts"])
+        for customer in (alice.customer, bob.customer)
+        for vertex in store.timeline(customer)
+    )
+    assert got == expected and len(got) == 6
+    # The default (one timeline a customer) agrees with a backend's bulk answer.
+    default = GraphStore._touchpoint_times(store, [alice.customer, bob.customer, "cust:nobody"])
+    columns = [default.column(name).to_pylist() for name in found.column_names]
+    assert sorted(zip(*columns, strict=True)) == got
+    assert store.touchpoint_times([]).num_rows == 0
+    with pytest.raises(InvalidInput):
+        store.touchpoint_times(["tp:not-a-customer"])
+
+
 # --- deletes --------------------------------------------------------------------------
 
 

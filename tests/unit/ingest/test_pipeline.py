@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 
 from graph import EmbeddedStore, GraphStore
+from ingest import pipeline as ingest_pipeline
 from ingest.mapping import load_mapping
 from ingest.pipeline import Ingestor
 from ingest.quarantine import read_quarantine
+from ingest.readers import frame_from_records
 
 T0 = datetime(2024, 3, 1, 9, tzinfo=UTC)
 CANONICAL = load_mapping("canonical")
@@ -284,3 +287,68 @@ def test_a_deferred_relink_is_caught_up_by_the_next_run(
     assert customer is not None
     assert len(chain_of(store, customer)) == 6
     assert store.count_edges("NEXT") == 5
+
+
+def _next_edges(store: GraphStore) -> set[tuple[str, str, float]]:
+    edges = store.export_edges("NEXT")
+    if edges.num_rows == 0:
+        return set()
+    return set(
+        zip(
+            edges.column("source").to_pylist(),
+            edges.column("target").to_pylist(),
+            edges.column("dt_seconds").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _pushes(seed: int) -> list[list[dict[str, Any]]]:
+    """Push batches of a small population: events late and early, repeats of earlier
+    events, and now and then a line and an email seen together (a merge)."""
+    rng = random.Random(seed)
+    batches, number = [], 0
+    for batch in range(14):
+        rows = []
+        for _ in range(rng.randint(1, 12)):
+            number += 1
+            person = rng.randrange(20)
+            line, email = f"+4477009{person:05d}", f"p{person}@example.com"
+            # Mostly a line alone; sometimes the person's email alone (a customer of
+            # its own until the two are seen together, in every fifth batch: a merge).
+            identifiers = {"email": email} if rng.random() < 0.3 else {"msisdn": line}
+            if batch % 5 == 4 and rng.random() < 0.5:
+                identifiers = {"msisdn": line, "email": email}
+            rows.append(event(number, rng.uniform(-200, 200), **identifiers))
+        if batch and rng.random() < 0.3:
+            rows.append(rng.choice(batches[-1]))  # sent again
+        batches.append(rows)
+    return batches
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_pushed_batches_chain_as_a_full_relink_does(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_store = EmbeddedStore(tmp_path / "fast.db")
+    fast = Ingestor(fast_store, tmp_path / "fast")
+    full_store = EmbeddedStore(tmp_path / "full.db")
+    full = Ingestor(full_store, tmp_path / "full")
+    used = []
+    real = ingest_pipeline.link_appended
+
+    def counted(*args: Any) -> tuple[int, int]:
+        used.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(ingest_pipeline, "link_appended", counted)
+    for number, rows in enumerate(_pushes(seed)):
+        fast.ingest_records(rows, CANONICAL, "push")
+        full.ingest_batch(frame_from_records(rows, CANONICAL, origin="push"), f"push-{number}")
+        full._appended = None  # always the full relink from the lake
+        full.link_chains()
+        assert _next_edges(fast_store) == _next_edges(full_store)
+    assert used, "the pushes took the quick path"
+    assert len(used) < 14, "and the merges took the full relink"
+    for customer in fast.index.customers():
+        chain_of(fast_store, customer)
