@@ -153,9 +153,7 @@ def test_connections_idle_past_the_keep_alive_are_not_reused(
         return Request("GET", "/hold" if number < 8 or 40 <= number < 48 else "/ok")
 
     try:
-        result = run(
-            open_loop("127.0.0.1", _port(running), requests, 40, 1.5, warm_connections=1)
-        )
+        result = run(open_loop("127.0.0.1", _port(running), requests, 40, 1.5, warm_connections=1))
     finally:
         running.shutdown()
         running.server_close()
