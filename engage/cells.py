@@ -60,6 +60,10 @@ __all__ = [
 ]
 
 DEFAULT_PERIOD: Final = timedelta(days=30)
+_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+"""The period's bounds: incidents are stored in epoch milliseconds, and a default start
+of 30 days before ``end`` must still be a date."""
 """The span of a report that names no ``start``."""
 
 Metric = Literal[
@@ -187,12 +191,18 @@ class CellSentimentQuery(BaseModel):
     )
     limit: int = Field(default=50, ge=1, le=10_000, description="the top cells to return")
     min_subscribers: int = Field(
-        default=1, ge=1, description="leave out cells with fewer distinct subscribers"
+        default=1,
+        ge=1,
+        le=1_000_000_000,
+        description="leave out cells with fewer distinct subscribers",
     )
     metric: Metric | None = Field(default=None, description="only incidents of this metric")
 
     @model_validator(mode="after")
     def _check_period(self) -> CellSentimentQuery:
+        for name, moment in (("start", self.start), ("end", self.end)):
+            if moment is not None and not _EARLIEST <= moment <= _LATEST:
+                raise ValueError(f"{name} must be between 1970 and 9000, got {moment.isoformat()}")
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise ValueError("start must be before end")
         return self

@@ -178,11 +178,11 @@ class DrillDown(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     journey: list[str] | None = None
-    step: int | None = Field(None, ge=1)
+    step: int | None = Field(None, ge=1, le=20, description="1-based, at most max_steps")
     event_type: str | None = None
     target: str | None = Field(None, description="with step and event_type: a link's target")
     limit: int = Field(100, ge=1, le=100_000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
     @model_validator(mode="after")
     def _check_one(self) -> DrillDown:

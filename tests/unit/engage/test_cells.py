@@ -226,6 +226,13 @@ def test_bad_input_is_refused(connection: sqlite3.Connection) -> None:
         CellSentimentQuery.of(start=datetime(2024, 1, 1))
     with pytest.raises(InvalidInput, match="limit"):
         CellSentimentQuery.of(limit=0)
+    # What the OpenAPI fuzzer found: a SQLite integer overflow and a date underflow.
+    with pytest.raises(InvalidInput, match="min_subscribers"):
+        CellSentimentQuery.of(min_subscribers=2**63)
+    with pytest.raises(InvalidInput, match="end must be between 1970 and 9000"):
+        CellSentimentQuery.of(end=datetime(1, 1, 1, tzinfo=UTC))
+    with pytest.raises(InvalidInput, match="start must be between 1970 and 9000"):
+        CellSentimentQuery.of(start=datetime(9999, 1, 1, tzinfo=UTC))
 
 
 def test_the_default_period_is_the_30_days_before_the_latest_incident(
