@@ -26,7 +26,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -187,9 +187,10 @@ class Ingestor:
         self.incremental: BatchLinker | None = None
         """An optional probabilistic stage run on every batch (see ``resolver``)."""
         self._affected: set[str] = set()
-        # The last batch written, when it merged nobody: (its number, its customers,
-        # its touchpoint ids). ``link_chains`` links just those if nothing else changed.
-        self._appended: tuple[int, set[str], set[str]] | None = None
+        # The batches written since the last relink while none of them merged anyone
+        # (None once one did, or failed): ``link_chains`` then links just their
+        # touchpoints into their customers' chains, if nothing else changed either.
+        self._appended: _Appended | None = _Appended()
 
     @property
     def quarantine_dir(self) -> Path:
@@ -330,11 +331,11 @@ class Ingestor:
         summary.customers_created = len(resolution.created)
         summary.customers_merged = len(merges)
         touched = {str(c) for c in pc.unique(customers).to_pylist()}
-        self._appended = (
-            (number, touched, {f"tp:{event}" for event in frame.column("event_id").to_pylist()})
-            if not merges
-            else None
-        )
+        if merges:
+            self._appended = None
+        elif self._appended is not None:
+            ids = [f"tp:{event}" for event in frame.column("event_id").to_pylist()]
+            self._appended.add(number, touched, ids)
         self._affected.update(touched)
         self._affected.update(merges.values())
         return summary
@@ -395,16 +396,19 @@ class Ingestor:
         before_map: dict[str, str] = json.loads(self.state.get("chain_map", "{}"))
         now_batch = int(self.state.get("batch", "0"))
         after_map = self.index.merge_map()
-        appended, self._appended = self._appended, None
+        appended, self._appended = self._appended, _Appended()
         if (
             appended is not None
-            and appended[0] == now_batch == watermark + 1
+            and appended.first == watermark + 1
+            and appended.last == now_batch
             and after_map == before_map
-            and self._affected <= appended[1]
+            and self._affected <= appended.customers
+            and len(appended.customers) <= _APPENDED_CUSTOMERS
         ):
-            # Only the last batch since the chains were linked, and it merged nobody:
-            # its customers' chains gain its touchpoints, read from the graph.
-            added, removed = link_appended(self.store, self._affected, appended[2])
+            # Every batch since the chains were linked was written by this process and
+            # merged nobody: their customers' chains gain their touchpoints, read from
+            # the graph.
+            added, removed = link_appended(self.store, self._affected, appended.ids)
         else:
             touched = self._affected | self.lake.customers_since(watermark)
             touched |= {s for loser, s in after_map.items() if before_map.get(loser) != s}
@@ -423,6 +427,32 @@ class Ingestor:
             self.incremental.close()
         self.index.close()
         self.state.close()
+
+
+_APPENDED_CUSTOMERS: Final = 10_000
+"""Up to this many customers, relinking reads their touchpoints from the graph; past it
+one DuckDB pass over the lake is cheaper. Measured at 1M customers (6.5M lake rows): a
+push of 1,000 events (about 800 customers) relinks in 0.2-0.5 s from the graph against
+2.6-2.8 s from the lake; a batch of 20,000 (about 16,000 customers) in 4.6-5.3 s against
+6.0-6.4 s; and a stream relinking two such batches at once was slower from the graph."""
+
+
+@dataclass
+class _Appended:
+    """Batches written since the last relink: their numbers' range, customers and
+    touchpoint ids (a first batch of -1: none yet)."""
+
+    first: int = -1
+    last: int = -1
+    customers: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+
+    def add(self, number: int, customers: set[str], ids: list[str]) -> None:
+        if self.first < 0:
+            self.first = number
+        self.last = number
+        self.customers |= customers
+        self.ids.update(ids)
 
 
 def _first_of_each_event(frame: pa.Table) -> pa.Table:

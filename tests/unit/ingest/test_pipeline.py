@@ -326,10 +326,12 @@ def _pushes(seed: int) -> list[list[dict[str, Any]]]:
     return batches
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("seed", "every"), [(1, 1), (2, 1), (3, 1), (4, 3), (5, 2)])
 def test_pushed_batches_chain_as_a_full_relink_does(
-    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, seed: int, every: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Relinking after every batch, or every few (as the stream does), from the graph
+    when nothing merged gives the chains a full relink from the lake gives."""
     fast_store = EmbeddedStore(tmp_path / "fast.db")
     fast = Ingestor(fast_store, tmp_path / "fast")
     full_store = EmbeddedStore(tmp_path / "full.db")
@@ -342,13 +344,16 @@ def test_pushed_batches_chain_as_a_full_relink_does(
         return real(*args)
 
     monkeypatch.setattr(ingest_pipeline, "link_appended", counted)
-    for number, rows in enumerate(_pushes(seed)):
-        fast.ingest_records(rows, CANONICAL, "push")
-        full.ingest_batch(frame_from_records(rows, CANONICAL, origin="push"), f"push-{number}")
-        full._appended = None  # always the full relink from the lake
-        full.link_chains()
-        assert _next_edges(fast_store) == _next_edges(full_store)
-    assert used, "the pushes took the quick path"
-    assert len(used) < 14, "and the merges took the full relink"
+    batches = _pushes(seed)
+    for number, rows in enumerate(batches):
+        for ingestor in (fast, full):
+            ingestor.ingest_batch(frame_from_records(rows, CANONICAL, origin="p"), f"p-{number}")
+        if (number + 1) % every == 0 or number == len(batches) - 1:
+            fast.link_chains()
+            full._appended = None  # always the full relink from the lake
+            full.link_chains()
+            assert _next_edges(fast_store) == _next_edges(full_store)
+    assert used, "some relinks took the quick path"
+    assert len(used) < -(-len(batches) // every), "and those after merges the full relink"
     for customer in fast.index.customers():
         chain_of(fast_store, customer)
