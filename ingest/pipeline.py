@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _SAMPLE: Final = 1 << 20
+
+_LOG = logging.getLogger("journeygraph.ingest")
 
 
 @dataclass
@@ -312,8 +315,11 @@ class Ingestor:
         summary.accepted = frame.num_rows
         if frame.num_rows == 0:
             return summary
+        ids = [f"tp:{event}" for event in frame.column("event_id").to_pylist()]
+        created: list[str] = []
         try:
             resolution = self.resolver.resolve(frame)
+            created = resolution.created
             customers, links, merges = resolution.customers, resolution.links, resolution.merges
             if self.incremental is not None:
                 more = self.incremental.link(frame, customers)
@@ -327,6 +333,7 @@ class Ingestor:
         except BaseException:
             self.index.rollback()
             self._appended = None
+            self._take_back(ids, created, part)
             raise
         summary.customers_created = len(resolution.created)
         summary.customers_merged = len(merges)
@@ -334,11 +341,29 @@ class Ingestor:
         if merges:
             self._appended = None
         elif self._appended is not None:
-            ids = [f"tp:{event}" for event in frame.column("event_id").to_pylist()]
             self._appended.add(number, touched, ids)
+            if len(self._appended.customers) > _APPENDED_CUSTOMERS:
+                self._appended = None  # the lake's pass is cheaper; stop collecting
         self._affected.update(touched)
         self._affected.update(merges.values())
         return summary
+
+    def _take_back(self, touchpoints: list[str], created: list[str], part: str) -> None:
+        """Undo what a failed batch wrote: its touchpoints and new customers leave the
+        graph and its part the lake, so a retry is not taken for a duplicate and no
+        touchpoint sits in the graph that the lake (and the chains) lack.
+
+        The touchpoints were all new (duplicates were filtered out first), as were the
+        customers the index founded for the batch; identifier vertices and edges of
+        existing customers stay (a retry upserts them again), and so does a merge the
+        graph already made (the retry makes it again in the index). If taking back
+        fails too, that is logged; the batch's own error is what is raised.
+        """
+        try:
+            self.lake.remove_part(part)
+            self.store.delete_vertices([*touchpoints, *created])
+        except Exception:
+            _LOG.exception("could not take back the failed batch %s from the graph and lake", part)
 
     def _after_merges(
         self,

@@ -21,7 +21,7 @@ from graph import EdgeLabel, VertexLabel
 from graph.errors import InvalidInput, UnknownCustomer
 from ingest.frame import IDENTIFIER_COLUMNS
 from ingest.pipeline import Ingestor
-from ingest.resolution.deterministic import new_customer_id
+from ingest.resolution.deterministic import IdentityIndex, new_customer_id
 
 MANUAL = "manual"
 
@@ -70,7 +70,7 @@ def detach_identifier(ingestor: Ingestor, customer: str, identifier: str) -> Det
     if identifier not in index.links_of(owner):
         raise InvalidInput(f"{owner} has no identifier {identifier}")
     kind, _, value = identifier.removeprefix("id:").partition(":")
-    new = new_customer_id(f"detached:{owner}:{identifier}")
+    new = _unused_customer_id(index, f"detached:{owner}:{identifier}")
     moved = _touchpoints_with(ingestor, owner, kind, value)
     link = index.links_of(owner)[identifier]
     index.detach(owner, identifier, new)
@@ -87,6 +87,20 @@ def detach_identifier(ingestor: Ingestor, customer: str, identifier: str) -> Det
     ingestor.mark_affected([owner, new])
     ingestor.link_chains()
     return Detached(owner, new, len(touchpoints))
+
+
+def _unused_customer_id(index: IdentityIndex, seed: str) -> str:
+    """A customer id derived from ``seed`` that the index has never handed out.
+
+    The first detach of an identifier gets the same id on every replay; detaching it
+    again after a merge back must not revive the merged-away customer, which the
+    index still sends to the survivor.
+    """
+    candidate, attempt = new_customer_id(seed), 0
+    while candidate in index.created:
+        attempt += 1
+        candidate = new_customer_id(f"{seed}:{attempt}")
+    return candidate
 
 
 def _touchpoints_with(ingestor: Ingestor, customer: str, kind: str, value: str) -> pa.Table:

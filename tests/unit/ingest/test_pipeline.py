@@ -266,6 +266,16 @@ def test_a_manual_merge_then_a_detach_move_touchpoints_and_chains_both_ways(
     ingestor.ingest_paths([later], CANONICAL)
     assert len(chain_of(store, done.new_customer)) == 3
 
+    # Merged back and detached again, the email gets a customer of its own once more,
+    # not the one merged away (the index would still send that one to the survivor).
+    assert merge_customers(ingestor, [survivor, done.new_customer]) == survivor
+    again = detach_identifier(ingestor, survivor, "id:email:ann@example.com")
+    assert again.new_customer != done.new_customer
+    assert ingestor.index.survivor(again.new_customer) == again.new_customer
+    assert len(chain_of(store, again.new_customer)) == 3
+    customers = ingestor.lake.touchpoints(["event_id", "customer"], ingestor.index.merge_map())
+    assert customers.column("customer").to_pylist().count(again.new_customer) == 3
+
     with pytest.raises(InvalidInput, match="at least two"):
         merge_customers(ingestor, [survivor, survivor])
 
@@ -357,3 +367,53 @@ def test_pushed_batches_chain_as_a_full_relink_does(
     assert len(used) < -(-len(batches) // every), "and those after merges the full relink"
     for customer in fast.index.customers():
         chain_of(fast_store, customer)
+
+
+@pytest.mark.parametrize("failing", ["lake", "commit"])
+def test_a_batch_that_fails_half_way_leaves_nothing_behind_and_its_retry_lands(
+    tmp_path: Path, store: EmbeddedStore, failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push that dies after the graph write (the lake's disk full, the index's commit
+    failing) takes its touchpoints back out of the graph and the lake: a retry is not a
+    duplicate, and the chains later relinked from the graph match the lake's."""
+    ingestor = Ingestor(store, tmp_path / "work")
+    line = "+447700900001"
+    ingestor.ingest_records([event(1, 0, msisdn=line), event(2, 10, msisdn=line)], CANONICAL, "p")
+    target = ingestor.lake if failing == "lake" else ingestor.index
+    name = "append" if failing == "lake" else "commit"
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, broken)
+        with pytest.raises(OSError, match="No space"):
+            ingestor.ingest_records([event(3, 5, msisdn=line)], CANONICAL, "p")
+    assert store.get_vertex("tp:e0003") is None
+    assert ingestor.lake.touchpoints(["event_id"]).column("event_id").to_pylist() == [
+        "e0001",
+        "e0002",
+    ]
+    retried, _ = ingestor.ingest_records([event(3, 5, msisdn=line)], CANONICAL, "p")
+    assert (retried.accepted, retried.duplicates) == (1, 0)
+    ingestor.ingest_records([event(4, 7, msisdn=line)], CANONICAL, "p")
+    ingestor.ingest_records([event(5, 6, msisdn=line)], CANONICAL, "p")
+    (customer,) = ingestor.index.customers()
+    assert chain_of(store, customer) == [f"tp:e000{n}" for n in (1, 3, 5, 4, 2)]
+    assert len(_next_edges(store)) == 4
+
+
+def test_the_graph_relink_stops_collecting_past_its_customer_limit(
+    tmp_path: Path, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long run without a relink does not hoard every touchpoint id: past the limit
+    the lake's pass relinks, and the chains are still right."""
+    monkeypatch.setattr(ingest_pipeline, "_APPENDED_CUSTOMERS", 2)
+    ingestor = Ingestor(store, tmp_path / "work")
+    for n in range(4):
+        rows = [event(n * 2 + k, n + k, msisdn=f"+44770090000{n}") for k in range(2)]
+        ingestor.ingest_batch(frame_from_records(rows, CANONICAL, origin="p"), f"p-{n}")
+    assert ingestor._appended is None
+    ingestor.link_chains()
+    assert sum(len(chain_of(store, c)) - 1 for c in ingestor.index.customers()) == 4
+    assert store.count_edges("NEXT") == 4
