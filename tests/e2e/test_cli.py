@@ -131,3 +131,31 @@ def test_keys_refuse_bad_input_clearly(data_dir: Path) -> None:
     ]:
         result = runner.invoke(app, ["keys", "embed", *args])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_stream_reads_stdin_and_quarantines_a_bad_line(data_dir: Path) -> None:
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"s{n:03d}",
+                "source": "app",
+                "event_type": "app_login",
+                "channel": "app",
+                "ts": f"2024-03-01T09:{n:02d}:00+00:00",
+                "identifiers": {"msisdn": f"+4477009000{n % 4:02d}"},
+            }
+        )
+        for n in range(30)
+    ]
+    lines.insert(7, "{not json")
+    streamed = runner.invoke(
+        app,
+        ["stream", "--source", "canonical", "--batch-size", "4", "--json"],
+        input="\n".join(lines) + "\n",
+    )
+    assert streamed.exit_code == 0, streamed.output
+    summary = json.loads(streamed.stdout)
+    assert (summary["read"], summary["accepted"], summary["quarantined"]) == (31, 30, 1)
+    assert summary["next_added"] == 30 - 4
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert (status["Touchpoint"], status["NEXT"]) == (30, 26)
