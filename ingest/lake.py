@@ -145,6 +145,25 @@ class Lake:
             "FROM _lake t LEFT JOIN _merge_map m ON t.customer = m.loser"
         )
 
+    def holding(self, event_ids: Sequence[str], except_part: str | None = None) -> set[str]:
+        """Which of ``event_ids`` the lake holds, in parts other than ``except_part``.
+
+        One scan of the event id column: for a resumed batch only, not every batch.
+        """
+        files = [str(path) for path in self.files() if path.stem != except_part]
+        if not files or not event_ids:
+            return set()
+        connection = duckdb.connect()
+        try:
+            connection.register("_wanted", pa.table({"event_id": pa.array(event_ids, pa.string())}))
+            connection.register("_events", connection.read_parquet(files).select("event_id"))
+            rows = connection.sql(
+                "SELECT DISTINCT event_id FROM _events SEMI JOIN _wanted USING (event_id)"
+            ).fetchall()
+            return {str(event) for (event,) in rows}
+        finally:
+            connection.close()
+
     def customers_since(self, batch: int) -> set[str]:
         """Customers (as written) of every touchpoint written after ``batch``."""
         files = self.files()

@@ -268,6 +268,9 @@ class Ingestor:
         start_row = known[0] if known else 0
         if known is not None:
             _truncate(quarantine, known[2])
+        else:
+            # Started: a run that dies in the first batch resumes it as in flight too.
+            self.state.checkpoint(key, origin, 0, False, _size(quarantine))
         in_flight = known is not None
         with QuarantineWriter(quarantine) as rejects:
             rows_done = start_row
@@ -275,7 +278,7 @@ class Ingestor:
                 path, mapping, origin=origin, chunk_rows=self.chunk_rows, start_row=start_row
             ):
                 part = f"{key[:20]}-{rows_done:012d}"
-                summary.add(self.ingest_batch(batch, part, rejects, check_duplicates=not in_flight))
+                summary.add(self.ingest_batch(batch, part, rejects, resumed=in_flight))
                 in_flight = False
                 rows_done += batch.rows_read
                 rejects.flush()
@@ -292,20 +295,26 @@ class Ingestor:
         batch: FrameBatch,
         part: str,
         rejects: QuarantineWriter | None = None,
-        check_duplicates: bool = True,
+        resumed: bool = False,
     ) -> IngestSummary:
         """Resolve and write one batch; the pushed and streamed paths call this directly.
 
-        Rejected rows go to ``rejects`` (or the source's quarantine file).
+        Rejected rows go to ``rejects`` (or the source's quarantine file). An event
+        already ingested is a duplicate: one in the graph, or for a ``resumed`` batch
+        (the one a dead run had in flight, rewritten as the same lake ``part``) one in
+        the lake outside that part, since the graph may hold touchpoints the dead run
+        wrote there but never got into the lake.
         """
         summary = IngestSummary(read=batch.rows_read, quarantined=len(batch.quarantined))
         if batch.quarantined:
             self._quarantine(batch.quarantined, rejects)
         frame = _first_of_each_event(batch.frame)
-        if check_duplicates and frame.num_rows:
-            known = self.store.existing_vertices(
-                [f"tp:{event}" for event in frame.column("event_id").to_pylist()]
-            )
+        if frame.num_rows:
+            events = frame.column("event_id").to_pylist()
+            if resumed:
+                known = {f"tp:{event}" for event in self.lake.holding(events, except_part=part)}
+            else:
+                known = self.store.existing_vertices([f"tp:{event}" for event in events])
             if known:
                 ids = pc.binary_join_element_wise(  # type: ignore[call-overload]
                     pa.scalar("tp:"), frame.column("event_id"), ""
@@ -316,6 +325,10 @@ class Ingestor:
         if frame.num_rows == 0:
             return summary
         ids = [f"tp:{event}" for event in frame.column("event_id").to_pylist()]
+        # What a failure takes back: the touchpoints this attempt adds. A resumed
+        # batch may rewrite ones its dead run left in the graph.
+        earlier = self.store.existing_vertices(ids) if resumed else set()
+        fresh = [tp for tp in ids if tp not in earlier] if earlier else ids
         created: list[str] = []
         try:
             resolution = self.resolver.resolve(frame)
@@ -333,7 +346,7 @@ class Ingestor:
         except BaseException:
             self.index.rollback()
             self._appended = None
-            self._take_back(ids, created, part)
+            self._take_back(fresh, created, part)
             raise
         summary.customers_created = len(resolution.created)
         summary.customers_merged = len(merges)
@@ -353,8 +366,8 @@ class Ingestor:
         graph and its part the lake, so a retry is not taken for a duplicate and no
         touchpoint sits in the graph that the lake (and the chains) lack.
 
-        The touchpoints were all new (duplicates were filtered out first), as were the
-        customers the index founded for the batch; identifier vertices and edges of
+        The touchpoints are those the batch added (not ones already in the graph), and
+        the customers those the index founded for it; identifier vertices and edges of
         existing customers stay (a retry upserts them again), and so does a merge the
         graph already made (the retry makes it again in the index). If taking back
         fails too, that is logged; the batch's own error is what is raised.

@@ -140,6 +140,8 @@ def test_an_interrupted_run_resumes_without_loss_or_duplicates(
         return real_append(*args, **kwargs)
 
     monkeypatch.setattr(ingestor.lake, "append", crash_on_third)
+    # A power cut: nothing runs after it, not even taking the batch back.
+    monkeypatch.setattr(ingestor, "_take_back", lambda *args: None)
     with pytest.raises(Crash):
         ingestor.ingest_paths([path], CANONICAL)
     ingestor.close()
@@ -417,3 +419,35 @@ def test_the_graph_relink_stops_collecting_past_its_customer_limit(
     ingestor.link_chains()
     assert sum(len(chain_of(store, c)) - 1 for c in ingestor.index.customers()) == 4
     assert store.count_edges("NEXT") == 4
+
+
+def test_a_resumed_batch_that_fails_again_keeps_what_other_files_wrote(
+    tmp_path: Path, store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed batch skips the duplicate check; if it fails too, it takes back only
+    the touchpoints it added, not those an earlier file brought."""
+    line = "+447700900001"
+    first = write_jsonl(tmp_path / "a.jsonl", [event(1, 0, msisdn=line)])
+    second = write_jsonl(tmp_path / "b.jsonl", [event(n, n, msisdn=line) for n in (1, 2, 3)])
+    ingestor = Ingestor(store, tmp_path / "work")
+    ingestor.ingest_paths([first], CANONICAL)
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise Crash("lake unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ingestor.lake, "append", broken)
+        patch.setattr(ingestor, "_take_back", lambda *args: None)  # a power cut
+        with pytest.raises(Crash):
+            ingestor.ingest_paths([second], CANONICAL)
+    with monkeypatch.context() as patch:
+        patch.setattr(ingestor.lake, "append", broken)  # the resume fails as well
+        with pytest.raises(Crash):
+            ingestor.ingest_paths([second], CANONICAL)
+    assert store.get_vertex("tp:e0001") is not None  # file a's, kept
+    assert store.get_vertex("tp:e0002") is not None  # the power cut's: taken back by nobody
+    ingestor.ingest_paths([second], CANONICAL)
+    (customer,) = ingestor.index.customers()
+    assert chain_of(store, customer) == ["tp:e0001", "tp:e0002", "tp:e0003"]
+    lake = ingestor.lake.touchpoints(["event_id"]).column("event_id").to_pylist()
+    assert sorted(lake) == ["e0001", "e0002", "e0003"]  # e0001 once: a duplicate
