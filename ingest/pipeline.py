@@ -310,7 +310,7 @@ class Ingestor:
             self._quarantine(batch.quarantined, rejects)
         frame = _first_of_each_event(batch.frame)
         if frame.num_rows:
-            events = frame.column("event_id").to_pylist()
+            events = [str(event) for event in frame.column("event_id").to_pylist()]
             if resumed:
                 known = {f"tp:{event}" for event in self.lake.holding(events, except_part=part)}
             else:
