@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "journeygraph-development-secret"
+MIN_SECRET_BYTES = 32
+"""The shortest secret production mode accepts (it signs embed tokens and key digests)."""
 
 
 class Settings(BaseSettings):
@@ -192,11 +194,14 @@ class Settings(BaseSettings):
 
     def check_production_ready(self) -> None:
         """Refuse insecure defaults outside development mode."""
-        if self.mode == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
+        secret = self.secret_key.get_secret_value()
+        if self.mode == "production" and (
+            DEFAULT_SECRET in secret or len(secret.encode()) < MIN_SECRET_BYTES
+        ):
             raise ValueError(
-                "JOURNEYGRAPH_SECRET_KEY is the built-in development secret; set a random "
-                "secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
-                "before running in production mode"
+                "JOURNEYGRAPH_SECRET_KEY is the built-in development secret or shorter than "
+                f"{MIN_SECRET_BYTES} bytes; set a random secret (e.g. `python -c 'import "
+                "secrets; print(secrets.token_urlsafe(32))'`) before running in production mode"
             )
         if self.mode == "production" and "*" in self.cors_origins:
             raise ValueError(

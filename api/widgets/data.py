@@ -237,14 +237,21 @@ def customer_timeline_data(
     store: StoreDep,
     milestones: MilestonesDep,
     customer_id: Annotated[str | None, Query(max_length=500, examples=["cust:P0000001"])] = None,
-    since: Annotated[datetime | None, Query(description="only touchpoints from this time")] = None,
+    since: Annotated[
+        str | None, Query(max_length=64, description="only touchpoints from this time (ISO 8601)")
+    ] = None,
 ) -> CustomerView:
     """One customer's 360: identifiers with provenance, touchpoints, milestones, scores."""
-    params = _locked(principal, "customer-timeline", {"customer_id": customer_id})
+    params = _locked(principal, "customer-timeline", {"customer_id": customer_id, "since": since})
     if "customer_id" not in params:
         raise InvalidInput("customer_id is required")
+    since = params.get("since")
+    try:
+        start = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+    except ValueError:
+        raise InvalidInput(f"since={since!r} is not an ISO 8601 time") from None
     profile = customer_profile(store, params["customer_id"])
-    page = journey_page(store, profile.id, since, None, 10_000)
+    page = journey_page(store, profile.id, start, None, 10_000)
     latest = page.touchpoints[-TIMELINE_TOUCHPOINTS:]
     return CustomerView(
         customer_id=canonical_customer_id(profile.id),

@@ -196,6 +196,14 @@ def test_cors_allows_only_configured_origins(tmp_path: Path) -> None:
 def test_production_refuses_the_default_secret_and_open_cors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="built-in development secret"):
         create_app(Settings(data_dir=tmp_path, mode="production"))
+    for weak in (
+        "",
+        "x" * 31,
+        "journeygraph-development-secret\n",
+        "journeygraph-development-secret" + "!" * 8,
+    ):
+        with pytest.raises(ValueError, match="shorter than 32 bytes"):
+            create_app(Settings(data_dir=tmp_path, mode="production", secret_key=weak))
     with pytest.raises(ValueError, match="CORS_ORIGINS contains"):
         create_app(
             Settings(data_dir=tmp_path, mode="production", secret_key="s" * 40, cors_origins=["*"])

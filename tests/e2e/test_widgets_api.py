@@ -126,3 +126,27 @@ def test_the_customer_timeline_and_bad_parameters(world: TestClient) -> None:
         response = world.get(url, params=params)
         assert response.status_code in (404, 422), (url, response.text)
         assert message in response.json()["error"]["message"], (url, response.text)
+
+
+def test_a_timeline_token_fixes_since_too(world: TestClient) -> None:
+    [customer] = world.post(
+        "/api/v1/journeys/frequency/customers",
+        json={
+            "query": {"anchor": "login", "max_steps": 2},
+            "drill": {"journey": ["login", "bill_shock"]},
+        },
+    ).json()["customers"]
+    view = world.get("/widgets/customer-timeline/data", params={"customer_id": customer}).json()
+    third = view["touchpoints"][2]["ts"]
+    signed = token(world, "customer-timeline", customer_id=customer, since=third)
+    locked = as_embed(world, "/widgets/customer-timeline/data", signed)
+    assert locked.status_code == 200, locked.text
+    assert [t["ts"] for t in locked.json()["touchpoints"]] == [
+        t["ts"] for t in view["touchpoints"][2:]
+    ]
+    widened = as_embed(world, "/widgets/customer-timeline/data", signed, since="2000-01-01")
+    assert widened.status_code == 403 and "fixes since" in widened.json()["error"]["message"]
+    bad = world.get(
+        "/widgets/customer-timeline/data", params={"customer_id": customer, "since": "soon"}
+    )
+    assert bad.status_code == 422 and "since='soon'" in bad.json()["error"]["message"]
