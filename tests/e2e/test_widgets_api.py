@@ -31,6 +31,18 @@ def as_embed(client: TestClient, url: str, signed: str, **params: Any) -> Any:
     return client.get(url, params={"token": signed, **params}, headers={"X-API-Key": ""})
 
 
+def ann(client: TestClient) -> str:
+    """Ann's customer id (the one journey that starts with a login)."""
+    [customer] = client.post(
+        "/api/v1/journeys/frequency/customers",
+        json={
+            "query": {"anchor": "login", "max_steps": 2},
+            "drill": {"journey": ["login", "bill_shock"]},
+        },
+    ).json()["customers"]
+    return str(customer)
+
+
 def test_a_read_key_gets_every_journey_widget(world: TestClient) -> None:
     sankey = world.get("/widgets/sankey/data", params={"anchor": "bill_shock", "max_steps": "3"})
     assert sankey.status_code == 200, sankey.text
@@ -100,13 +112,7 @@ def test_pages_check_their_token_before_showing_anything(world: TestClient) -> N
 
 
 def test_the_customer_timeline_and_bad_parameters(world: TestClient) -> None:
-    [customer] = world.post(
-        "/api/v1/journeys/frequency/customers",
-        json={
-            "query": {"anchor": "login", "max_steps": 2},
-            "drill": {"journey": ["login", "bill_shock"]},
-        },
-    ).json()["customers"]
+    customer = ann(world)
     view = world.get("/widgets/customer-timeline/data", params={"customer_id": customer}).json()
     assert view["customer_id"] == customer and view["touchpoints_total"] == 4
     assert [t["event_type"] for t in view["touchpoints"]][:2] == ["login", "bill_shock"]
@@ -129,13 +135,7 @@ def test_the_customer_timeline_and_bad_parameters(world: TestClient) -> None:
 
 
 def test_a_timeline_token_fixes_since_too(world: TestClient) -> None:
-    [customer] = world.post(
-        "/api/v1/journeys/frequency/customers",
-        json={
-            "query": {"anchor": "login", "max_steps": 2},
-            "drill": {"journey": ["login", "bill_shock"]},
-        },
-    ).json()["customers"]
+    customer = ann(world)
     view = world.get("/widgets/customer-timeline/data", params={"customer_id": customer}).json()
     third = view["touchpoints"][2]["ts"]
     signed = token(world, "customer-timeline", customer_id=customer, since=third)
